@@ -1,0 +1,112 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from approvals.filters import ApprovalRequestFilter
+from approvals.models import ApprovalRequest, ReviewAction
+from approvals.serializers import (
+    ApprovalCreateSerializer,
+    ApprovalRequestSerializer,
+    CancelInputSerializer,
+    ReviewInputSerializer,
+)
+from flags.models import Environment, Flag, Project
+from flagship import permissions
+from flagship.lookups import get_or_404
+
+
+class ApprovalRequestViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = ApprovalRequestSerializer
+    filterset_class = ApprovalRequestFilter
+    lookup_value_regex = "[^/]+"
+    abilities = {
+        "create": permissions.PROPOSE,
+        "review": permissions.REVIEW,
+        "cancel": permissions.CANCEL,
+    }
+
+    def get_queryset(self):
+        return ApprovalRequest.objects.visible_to(self.request.user).with_details().newest_first()
+
+    def get_object(self):
+        return get_or_404(self.get_queryset(), "approval request", pk=self.kwargs["pk"])
+
+    def detail_response(self, approval_id, status_code=status.HTTP_200_OK):
+        approval = self.get_queryset().get(pk=approval_id)
+        return Response(ApprovalRequestSerializer(approval).data, status=status_code)
+
+    @extend_schema(request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer})
+    def create(self, request):
+        body = ApprovalCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        flag = get_or_404(
+            Flag.objects.visible_to(request.user).select_related("project"),
+            "flag",
+            pk=data["flag_id"],
+        )
+        environment = get_or_404(
+            Environment.objects.visible_to(request.user), "environment", pk=data["env_id"]
+        )
+        approval = ApprovalRequest.propose(
+            flag=flag,
+            environment=environment,
+            requestor=request.user,
+            change_type=data["change_type"],
+            payload=data.get("payload"),
+            description=data["description"],
+            execution_date=data.get("execution_date"),
+        )
+        return self.detail_response(approval.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReviewInputSerializer, responses={200: ApprovalRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def review(self, request, pk=None):
+        approval = self.get_object()
+        body = ReviewInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if data["action"] == ReviewAction.APPROVE:
+            approval.approve(
+                by=request.user, note=data["note"], ignore_conflicts=data["ignore_conflicts"]
+            )
+        else:
+            approval.reject(by=request.user, note=data["note"])
+        return self.detail_response(approval.pk)
+
+    @extend_schema(request=CancelInputSerializer, responses={200: ApprovalRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        approval = self.get_object()
+        body = CancelInputSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        approval.cancel(by=request.user, note=body.validated_data["note"])
+        return self.detail_response(approval.pk)
+
+
+class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The approval requests of one flag in one environment, newest first."""
+
+    serializer_class = ApprovalRequestSerializer
+    filterset_class = ApprovalRequestFilter
+
+    def get_queryset(self):
+        user = self.request.user
+        project = get_or_404(
+            Project.objects.visible_to(user), "project", pk=self.kwargs["project_id"]
+        )
+        flag = get_or_404(Flag.objects.filter(project=project), "flag", key=self.kwargs["flag_key"])
+        environment = get_or_404(
+            Environment.objects.filter(project=project), "environment", pk=self.kwargs["env_id"]
+        )
+        return (
+            ApprovalRequest.objects.visible_to(user)
+            .filter(flag=flag, environment=environment)
+            .with_details()
+            .newest_first()
+        )

@@ -1,0 +1,531 @@
+import uuid
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from audit.models import record
+from flags.models import FlagState
+from flags.validation import validate_state_changes
+from flagship import permissions
+from flagship.errors import InvalidInput, NotPermitted, StateConflict
+from flagship.models import OrgScopedQuerySet
+
+NOT_PENDING = "approval request is no longer pending"
+NOT_OPEN = "approval request is no longer open"
+OWN_REQUEST = "cannot review your own request"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    APPLIED = "applied", "Applied"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Every legal move of an approval request. Terminal statuses have no entry.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.PENDING: frozenset({Status.APPROVED, Status.APPLIED, Status.REJECTED, Status.CANCELLED}),
+    # An approved request waits for its execution date; a conflict at that time reopens it.
+    Status.APPROVED: frozenset({Status.APPLIED, Status.CANCELLED, Status.PENDING}),
+}
+OPEN_STATUSES = frozenset(ALLOWED_TRANSITIONS)
+
+
+class ChangeType(models.TextChoices):
+    ENABLE = "enable", "Enable"
+    DISABLE = "disable", "Disable"
+    UPDATE_STATE = "update_state", "Update state"
+    ENABLE_WITH_ROLLOUT = "enable_with_rollout", "Enable with rollout"
+
+
+class ReviewAction(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+def payload_for_change_type(change_type: str, payload) -> dict:
+    """Fills in the implied payload of enable/disable and checks the payload agrees with the
+    change type. Value types are checked against the flag separately."""
+    if change_type not in ChangeType.values:
+        allowed = ", ".join(ChangeType.values)
+        raise InvalidInput(
+            f"change_type must be one of: {allowed}",
+            fields={"change_type": [f"Must be one of: {allowed}."]},
+        )
+    if payload is None:
+        if change_type == ChangeType.ENABLE:
+            return {"enabled": True}
+        if change_type == ChangeType.DISABLE:
+            return {"enabled": False}
+        raise InvalidInput(
+            f"payload is required for change_type {change_type}",
+            fields={"payload": ["This field is required for this change_type."]},
+        )
+    if not isinstance(payload, dict):
+        raise InvalidInput(
+            "payload must be a JSON object", fields={"payload": ["Must be a JSON object."]}
+        )
+    if not payload:
+        raise InvalidInput(
+            "payload must change at least one field",
+            fields={"payload": ["Must change at least one field."]},
+        )
+    implied_enabled = {
+        ChangeType.ENABLE: True,
+        ChangeType.ENABLE_WITH_ROLLOUT: True,
+        ChangeType.DISABLE: False,
+    }.get(change_type)
+    if implied_enabled is not None:
+        if payload.get("enabled", implied_enabled) is not implied_enabled:
+            raise InvalidInput(
+                f"payload.enabled must be {str(implied_enabled).lower()} for a "
+                f"{change_type} request",
+                fields={"payload.enabled": [f"Must be {str(implied_enabled).lower()}."]},
+            )
+        payload = {"enabled": implied_enabled, **payload}
+    if change_type == ChangeType.ENABLE_WITH_ROLLOUT and "percentage_rollout" not in payload:
+        raise InvalidInput(
+            "payload.percentage_rollout is required for enable_with_rollout",
+            fields={"payload.percentage_rollout": ["This field is required."]},
+        )
+    return payload
+
+
+class ApprovalRequestQuerySet(OrgScopedQuerySet):
+    def with_details(self):
+        """Everything the approval object shows, in a fixed number of queries."""
+        return self.select_related("flag", "environment").prefetch_related(
+            models.Prefetch("reviews", queryset=Review.objects.order_by("created_at", "id")),
+            models.Prefetch("flag__states", queryset=FlagState.objects.all()),
+        )
+
+    def newest_first(self):
+        return self.order_by("-created_at", "-id")
+
+    def open(self):
+        return self.filter(status__in=OPEN_STATUSES)
+
+    def due(self, now=None):
+        return self.filter(status=Status.APPROVED, execution_date__lte=now or timezone.now())
+
+
+class ApprovalRequest(models.Model):
+    """A proposed change to one flag's state in one environment.
+
+    The transition methods (`approve`, `reject`, `cancel`, `apply_when_due`) are the only code
+    that writes `status`. Each runs in one transaction on a locked row, checks the source status
+    after taking the lock, and writes its audit entry in that same transaction.
+    """
+
+    audit_resource_type = "approval_request"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(
+        "flagship.Organization", on_delete=models.CASCADE, related_name="approval_requests"
+    )
+    project = models.ForeignKey(
+        "flags.Project", on_delete=models.CASCADE, related_name="approval_requests"
+    )
+    flag = models.ForeignKey(
+        "flags.Flag", on_delete=models.CASCADE, related_name="approval_requests"
+    )
+    environment = models.ForeignKey(
+        "flags.Environment", on_delete=models.CASCADE, related_name="approval_requests"
+    )
+    requestor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="approval_requests",
+    )
+    change_type = models.CharField(max_length=32, choices=ChangeType.choices)
+    payload = models.JSONField()
+    description = models.TextField(blank=True, max_length=5000)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, editable=False
+    )
+    required_approvals = models.PositiveSmallIntegerField(default=1, editable=False)
+    approvals_count = models.PositiveSmallIntegerField(default=0, editable=False)
+    base_state = models.JSONField(default=dict, editable=False)
+    base_version = models.PositiveIntegerField(default=1, editable=False)
+    execution_date = models.DateTimeField(null=True, blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text="Who decided the request: the last approval, or the rejection.",
+    )
+    review_note = models.TextField(blank=True, editable=False)
+    reviewed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    applied_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ApprovalRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=Status.values), name="approval_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(change_type__in=ChangeType.values),
+                name="approval_change_type_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(required_approvals__gte=1, required_approvals__lte=10),
+                name="approval_required_approvals_1_to_10",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["org", "-created_at", "-id"], name="approval_org_created"),
+            models.Index(
+                fields=["org", "status", "-created_at", "-id"], name="approval_org_status_created"
+            ),
+            models.Index(fields=["flag", "environment", "-created_at"], name="approval_flag_env"),
+            models.Index(fields=["environment", "-created_at"], name="approval_env_created"),
+            models.Index(fields=["requestor", "-created_at"], name="approval_requestor_created"),
+            models.Index(fields=["project", "-created_at"], name="approval_project_created"),
+            models.Index(
+                fields=["execution_date"],
+                condition=models.Q(status="approved"),
+                name="approval_due",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.change_type} {self.flag.key} in {self.environment.slug} ({self.status})"
+
+    # ----- creation ---------------------------------------------------------------------------
+
+    @classmethod
+    def propose(
+        cls,
+        *,
+        flag,
+        environment,
+        requestor,
+        change_type: str,
+        payload=None,
+        description: str = "",
+        execution_date=None,
+    ) -> "ApprovalRequest":
+        permissions.PROPOSE.require(requestor)
+        if flag.project_id != environment.project_id:
+            raise InvalidInput(
+                "flag and environment belong to different projects",
+                fields={"env_id": ["Must be an environment of the flag's project."]},
+            )
+        payload = payload_for_change_type(change_type, payload)
+        payload = validate_state_changes(flag, payload, prefix="payload")
+        if execution_date is not None and execution_date <= timezone.now():
+            raise InvalidInput(
+                "execution_date must be in the future",
+                fields={"execution_date": ["Must be in the future."]},
+            )
+        with transaction.atomic():
+            state, _ = FlagState.objects.get_or_create(flag=flag, environment=environment)
+            request = cls.objects.create(
+                org_id=flag.project.org_id,
+                project_id=flag.project_id,
+                flag=flag,
+                environment=environment,
+                requestor=requestor,
+                change_type=change_type,
+                payload=payload,
+                description=description,
+                required_approvals=environment.min_approvals,
+                base_state=state.snapshot(payload.keys()),
+                base_version=state.version,
+                execution_date=execution_date,
+            )
+            record(
+                org_id=request.org_id,
+                actor=requestor,
+                action="approval.created",
+                resource=request,
+                after=request.audit_snapshot(),
+                metadata={"approval_id": str(request.pk)},
+            )
+        return request
+
+    # ----- reads ------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def current_state(self) -> FlagState | None:
+        """The flag state this request changes, from the prefetched states when available."""
+        for state in self.flag.states.all():
+            if state.environment_id == self.environment_id:
+                return state
+        return None
+
+    def conflicts_with(self, state: FlagState | None) -> list[dict]:
+        """Fields of the payload whose current value moved away from the base state."""
+        if state is None:
+            return []
+        conflicts = []
+        for field, requested in self.payload.items():
+            current = getattr(state, field)
+            base = self.base_state.get(field)
+            if current != base:
+                conflicts.append(
+                    {"field": field, "base": base, "current": current, "requested": requested}
+                )
+        return conflicts
+
+    @property
+    def conflicts(self) -> list[dict]:
+        """Computed on read while the request is open; closed requests have none."""
+        if not self.is_open:
+            return []
+        return self.conflicts_with(self.current_state)
+
+    def audit_snapshot(self) -> dict:
+        return {
+            "status": self.status,
+            "flag_key": self.flag.key,
+            "environment": self.environment.slug,
+            "change_type": self.change_type,
+            "payload": self.payload,
+            "base_state": self.base_state,
+            "required_approvals": self.required_approvals,
+            "approvals_count": self.approvals_count,
+            "execution_date": self.execution_date,
+        }
+
+    # ----- transitions ------------------------------------------------------------------------
+
+    def approve(self, *, by, note: str = "", ignore_conflicts: bool = False) -> None:
+        permissions.REVIEW.require(by)
+        with transaction.atomic():
+            locked = self._lock()
+            if locked.status != Status.PENDING:
+                raise StateConflict(NOT_PENDING)
+            if locked.requestor_id == by.pk:
+                raise NotPermitted(OWN_REQUEST)
+            if locked.reviews.filter(reviewer=by, is_current=True).exists():
+                raise StateConflict("you have already reviewed this request")
+            state = locked._lock_state()
+            conflicts = locked.conflicts_with(state)
+            if conflicts and not ignore_conflicts:
+                raise StateConflict(
+                    "the flag state changed since this request was created; review the "
+                    "conflicts and approve with ignore_conflicts to apply anyway",
+                    extra={"conflicts": conflicts},
+                )
+            now = timezone.now()
+            Review.objects.create(
+                approval_request=locked, reviewer=by, action=ReviewAction.APPROVE, note=note
+            )
+            before = locked.audit_snapshot()
+            locked.approvals_count += 1
+            updated = ["approvals_count", "updated_at"]
+            if locked.approvals_count >= locked.required_approvals:
+                locked.reviewer, locked.review_note, locked.reviewed_at = by, note, now
+                updated += ["reviewer", "review_note", "reviewed_at"]
+                if locked.execution_date is None or locked.execution_date <= now:
+                    locked._move_to(Status.APPLIED)
+                    updated.append("status")
+                else:
+                    locked._move_to(Status.APPROVED)
+                    updated.append("status")
+            locked.save(update_fields=updated)
+            record(
+                org_id=locked.org_id,
+                actor=by,
+                action="approval.approved",
+                resource=locked,
+                before=before,
+                after=locked.audit_snapshot(),
+                metadata={
+                    "approval_id": str(locked.pk),
+                    "note": note,
+                    "ignored_conflicts": conflicts if ignore_conflicts else [],
+                },
+            )
+            if locked.status == Status.APPLIED:
+                locked._write_payload(state, actor=by, applied_at=now)
+        self.refresh_from_db()
+
+    def reject(self, *, by, note: str = "") -> None:
+        permissions.REVIEW.require(by)
+        with transaction.atomic():
+            locked = self._lock()
+            if locked.status != Status.PENDING:
+                raise StateConflict(NOT_PENDING)
+            if locked.requestor_id == by.pk:
+                raise NotPermitted(OWN_REQUEST)
+            if locked.reviews.filter(reviewer=by, is_current=True).exists():
+                raise StateConflict("you have already reviewed this request")
+            Review.objects.create(
+                approval_request=locked, reviewer=by, action=ReviewAction.REJECT, note=note
+            )
+            before = locked.audit_snapshot()
+            locked._move_to(Status.REJECTED)
+            locked.reviewer, locked.review_note, locked.reviewed_at = by, note, timezone.now()
+            locked.save(
+                update_fields=["status", "reviewer", "review_note", "reviewed_at", "updated_at"]
+            )
+            record(
+                org_id=locked.org_id,
+                actor=by,
+                action="approval.rejected",
+                resource=locked,
+                before=before,
+                after=locked.audit_snapshot(),
+                metadata={"approval_id": str(locked.pk), "note": note},
+            )
+        self.refresh_from_db()
+
+    def cancel(self, *, by, note: str = "") -> None:
+        permissions.CANCEL.require(by)
+        with transaction.atomic():
+            locked = self._lock()
+            if locked.status not in (Status.PENDING, Status.APPROVED):
+                raise StateConflict(NOT_OPEN)
+            permissions.require_cancel(by, locked)
+            before = locked.audit_snapshot()
+            locked._move_to(Status.CANCELLED)
+            locked.save(update_fields=["status", "updated_at"])
+            record(
+                org_id=locked.org_id,
+                actor=by,
+                action="approval.cancelled",
+                resource=locked,
+                before=before,
+                after=locked.audit_snapshot(),
+                metadata={"approval_id": str(locked.pk), "note": note},
+            )
+        self.refresh_from_db()
+
+    def apply_when_due(self, *, now=None) -> bool:
+        """Applies an approved request whose execution date has passed, as the system.
+
+        A request that conflicts at that moment is not applied: it goes back to pending with
+        its approvals withdrawn, so a reviewer decides again with the conflict in view.
+        Returns True when the change was applied. The caller holds the row lock
+        (`select_for_update(skip_locked=True)`) inside a transaction.
+        """
+        now = now or timezone.now()
+        with transaction.atomic():
+            locked = self._lock()
+            due = locked.execution_date is None or locked.execution_date <= now
+            if locked.status != Status.APPROVED or not due:
+                return False
+            state = locked._lock_state()
+            conflicts = locked.conflicts_with(state)
+            before = locked.audit_snapshot()
+            if conflicts:
+                locked._move_to(Status.PENDING)
+                locked.approvals_count = 0
+                locked.reviewer, locked.review_note, locked.reviewed_at = None, "", None
+                locked.save(
+                    update_fields=[
+                        "status",
+                        "approvals_count",
+                        "reviewer",
+                        "review_note",
+                        "reviewed_at",
+                        "updated_at",
+                    ]
+                )
+                locked.reviews.filter(is_current=True).update(is_current=False)
+                record(
+                    org_id=locked.org_id,
+                    actor=None,
+                    action="approval.schedule_conflicted",
+                    resource=locked,
+                    before=before,
+                    after=locked.audit_snapshot(),
+                    metadata={"approval_id": str(locked.pk), "conflicts": conflicts},
+                )
+                applied = False
+            else:
+                locked._move_to(Status.APPLIED)
+                locked.save(update_fields=["status", "updated_at"])
+                locked._write_payload(state, actor=None, applied_at=now)
+                applied = True
+        self.refresh_from_db()
+        return applied
+
+    # ----- internals --------------------------------------------------------------------------
+
+    def _lock(self) -> "ApprovalRequest":
+        return (
+            type(self)
+            .objects.select_for_update(of=("self",))
+            .select_related("flag", "environment")
+            .get(pk=self.pk)
+        )
+
+    def _lock_state(self) -> FlagState:
+        state, _ = FlagState.objects.select_for_update().get_or_create(
+            flag_id=self.flag_id, environment_id=self.environment_id
+        )
+        return state
+
+    def _move_to(self, status: str) -> None:
+        if status not in ALLOWED_TRANSITIONS.get(self.status, ()):
+            raise StateConflict(NOT_PENDING if self.status != Status.PENDING else NOT_OPEN)
+        self.status = status
+
+    def _write_payload(self, state: FlagState, *, actor, applied_at) -> None:
+        before, after = state.write(self.payload)
+        self.applied_at = applied_at
+        self.save(update_fields=["applied_at"])
+        record(
+            org_id=self.org_id,
+            actor=actor,
+            action="flag.approved_change_applied",
+            resource=state,
+            before=before,
+            after=after,
+            metadata={
+                "approval_id": str(self.pk),
+                "flag_key": self.flag.key,
+                "environment": self.environment.slug,
+            },
+        )
+
+
+class Review(models.Model):
+    """One reviewer's decision on a request. A reviewer has at most one current review per
+    request; reviews withdrawn when a scheduled apply found a conflict are kept, not current."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    approval_request = models.ForeignKey(
+        ApprovalRequest, on_delete=models.CASCADE, related_name="reviews"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="reviews"
+    )
+    action = models.CharField(max_length=16, choices=ReviewAction.choices)
+    note = models.TextField(blank=True, max_length=5000)
+    is_current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["approval_request", "reviewer"],
+                condition=models.Q(is_current=True),
+                name="review_one_current_per_reviewer",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(action__in=ReviewAction.values), name="review_action_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.action} by {self.reviewer}"

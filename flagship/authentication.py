@@ -1,0 +1,26 @@
+from django.utils.translation import gettext_lazy as _
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.settings import api_settings
+
+from flagship.models import User
+
+
+class MemberJWTAuthentication(JWTAuthentication):
+    """JWT bearer authentication that loads the user, membership and organization in one query
+    and refuses tokens of deactivated users or users without a membership."""
+
+    def get_user(self, validated_token):
+        try:
+            user_id = validated_token[api_settings.USER_ID_CLAIM]
+        except KeyError:
+            raise InvalidToken(_("Token contained no recognizable user identification")) from None
+        try:
+            return User.objects.select_related("membership__org").get(
+                pk=user_id, is_active=True, membership__isnull=False
+            )
+        except (User.DoesNotExist, ValueError, TypeError):
+            raise AuthenticationFailed("user not found or no longer a member") from None
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'

@@ -1,0 +1,80 @@
+from django.contrib import admin
+from django.db import connection
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.http import require_GET
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from approvals.api import ApprovalRequestViewSet, FlagApprovalRequestList
+from audit.api import AuditEntryViewSet
+from flags.api import EnvironmentViewSet, FlagStateView, FlagViewSet, ProjectViewSet
+from flagship.api import LoginView, MemberViewSet, RefreshView
+from flagship.exceptions import json_not_found, json_server_error
+
+router = SimpleRouter(trailing_slash=False)
+router.register("members", MemberViewSet, basename="member")
+router.register("projects", ProjectViewSet, basename="project")
+router.register(
+    r"projects/(?P<project_id>[^/]+)/environments", EnvironmentViewSet, basename="environment"
+)
+router.register(r"projects/(?P<project_id>[^/]+)/flags", FlagViewSet, basename="flag")
+router.register(
+    r"projects/(?P<project_id>[^/]+)/flags/(?P<flag_key>[^/]+)/environments/(?P<env_id>[^/]+)"
+    r"/approvals",
+    FlagApprovalRequestList,
+    basename="flag-approval",
+)
+router.register("approvals", ApprovalRequestViewSet, basename="approval")
+router.register("audit", AuditEntryViewSet, basename="audit")
+
+
+@require_GET
+def healthz(request):
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        return JsonResponse({"status": "unavailable", "database": "down"}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})
+
+
+api_v1 = [
+    path("auth/login", LoginView.as_view(), name="auth-login"),
+    path("auth/refresh", RefreshView.as_view(), name="auth-refresh"),
+    path(
+        "projects/<str:project_id>/flags/<str:flag_key>/environments/<str:env_id>",
+        FlagStateView.as_view(),
+        name="flag-state",
+    ),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    *router.urls,
+    # Everything under /v1 answers JSON, unknown routes included.
+    re_path(r"^.*$", json_not_found),
+]
+
+urlpatterns = [
+    path("v1/", include(api_v1)),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "flagship.urls.page_not_found"
+handler500 = "flagship.urls.server_error"
+
+
+def page_not_found(request, exception=None):
+    if request.path.startswith("/v1/"):
+        return json_not_found(request, exception)
+    from django.views.defaults import page_not_found as html_page_not_found
+
+    return html_page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith("/v1/"):
+        return json_server_error(request)
+    from django.views.defaults import server_error as html_server_error
+
+    return html_server_error(request)
