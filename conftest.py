@@ -4,6 +4,7 @@ and an outsider from another organization, plus API clients that log in with rea
 from dataclasses import dataclass
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
@@ -14,6 +15,11 @@ from flagship.bootstrap import create_organization
 from flagship.models import Membership, Organization, Role, User
 
 PASSWORD = "correct-horse-battery"
+
+
+def pytest_configure(config):
+    # The real hasher is slow by design; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def pytest_collection_modifyitems(config, items):

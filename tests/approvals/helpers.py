@@ -1,0 +1,23 @@
+from approvals.models import ApprovalRequest, ChangeType
+
+
+def propose(workspace, requestor, *, environment=None, change_type=ChangeType.ENABLE, **fields):
+    return ApprovalRequest.propose(
+        flag=fields.pop("flag", workspace.flag),
+        environment=environment or workspace.production,
+        requestor=requestor,
+        change_type=change_type,
+        **fields,
+    )
+
+
+def create_body(workspace, environment=None, **overrides) -> dict:
+    body = {
+        "flag_id": str(workspace.flag.pk),
+        "env_id": str((environment or workspace.production).pk),
+        "change_type": "enable_with_rollout",
+        "payload": {"enabled": True, "percentage_rollout": 5000},
+        "description": "Roll out to half of the traffic",
+    }
+    body.update(overrides)
+    return body
