@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from approvals.models import ApprovalRequest, ChangeType, Review, ReviewAction, Status
-from flagship.serializers import StrictSerializer
+from flagship.serializers import StrictSerializer, UUIDStringField
 
 
 class ReviewSerializer(serializers.ModelSerializer):
@@ -67,8 +67,8 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
 
 
 class ApprovalCreateSerializer(StrictSerializer):
-    flag_id = serializers.UUIDField()
-    env_id = serializers.UUIDField()
+    flag_id = UUIDStringField()
+    env_id = UUIDStringField()
     change_type = serializers.ChoiceField(
         choices=ChangeType.choices,
         error_messages={"invalid_choice": f"Must be one of: {', '.join(ChangeType.values)}."},

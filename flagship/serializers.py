@@ -19,6 +19,15 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class UUIDStringField(serializers.UUIDField):
+    """A UUID given as a string; DRF would also take integers and turn 42 into a UUID."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
     pass
 
