@@ -163,9 +163,7 @@ class TestApprove:
         assert request.reviews.count() == 0
 
     @pytest.mark.parametrize("closing", ["reject", "cancel", "approve"])
-    def test_approving_a_closed_request_is_a_conflict(
-        self, acme, developer, admin, owner, closing
-    ):
+    def test_approving_a_closed_request_is_a_conflict(self, acme, developer, admin, owner, closing):
         request = propose(acme, developer)
         getattr(request, closing)(by=owner)
         with pytest.raises(StateConflict, match="no longer pending"):
