@@ -57,10 +57,17 @@ def active_member(user_id) -> User:
     return user
 
 
-class LoginView(APIView):
+class PublicAuthView(APIView):
+    """Login and refresh take no bearer token, but still answer 401 (not 403) when refused."""
+
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    def get_authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class LoginView(PublicAuthView):
     @extend_schema(
         request=LoginSerializer,
         responses={
@@ -95,11 +102,8 @@ class LoginView(APIView):
         )
 
 
-class RefreshView(APIView):
+class RefreshView(PublicAuthView):
     """Rotates a refresh token: the one presented is blacklisted and never accepted again."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
 
     @extend_schema(request=RefreshSerializer, responses={200: TokensSchema}, auth=[])
     def post(self, request):

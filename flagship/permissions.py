@@ -73,8 +73,12 @@ class RoleAllowsAction(permissions.BasePermission):
         user = request.user
         if user is None or not user.is_authenticated:
             return False
+        method = request.method.lower()
+        action_map = getattr(view, "action_map", None)
+        if (action_map is not None and method not in action_map) or not hasattr(view, method):
+            return True  # no handler: let the view answer 405
         abilities = getattr(view, "abilities", {})
-        action = getattr(view, "action", None) or request.method.lower()
+        action = getattr(view, "action", None) or method
         ability = abilities.get(action)
         if ability is None:
             ability = READ if request.method in permissions.SAFE_METHODS else None

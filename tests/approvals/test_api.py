@@ -278,7 +278,10 @@ class TestReview:
         assert body["applied_at"].endswith("Z")
         assert body["approvals_count"] == 1
         assert body["reviews"][0]["action"] == "approve"
-        state_url = f"/v1/projects/{acme.project.pk}/flags/{acme.flag.key}/environments/{acme.production.pk}"
+        state_url = (
+            f"/v1/projects/{acme.project.pk}/flags/{acme.flag.key}"
+            f"/environments/{acme.production.pk}"
+        )
         state = api(developer).get(state_url).json()
         assert state["enabled"] is True
         assert state["percentage_rollout"] == 5000
