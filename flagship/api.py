@@ -116,7 +116,9 @@ class RefreshView(PublicAuthView):
                 raise InvalidToken(str(error)) from None
             # Lock the token's row so two concurrent refreshes cannot both rotate it.
             outstanding = (
-                OutstandingToken.objects.select_for_update().filter(jti=presented["jti"]).first()
+                OutstandingToken.objects.select_for_update(of=("self",))
+                .filter(jti=presented["jti"])
+                .first()
             )
             if outstanding is None or BlacklistedToken.objects.filter(token=outstanding).exists():
                 raise InvalidToken("token is blacklisted")
