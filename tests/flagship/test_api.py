@@ -216,3 +216,28 @@ class TestCommands:
         assert set(output["environments"]) == {"development", "staging", "production"}
         owner = User.objects.get(pk=output["owner_id"])
         assert owner.membership.role == Role.OWNER
+
+
+class TestHostileInput:
+    def test_nul_characters_in_json_are_400(self, api, acme, developer):
+        url = f"/v1/projects/{acme.project.pk}/flags/{acme.flag.key}/environments/{acme.staging.pk}"
+        body = {
+            "rules": [
+                {"conditions": [{"attribute": "a\u0000", "operator": "equals", "values": ["x"]}]}
+            ]
+        }
+        response = api(developer).put(url, body, format="json")
+        assert response.status_code == 400
+        assert "NUL" in response.json()["error"]
+
+    def test_nul_character_in_a_path_is_404(self, api, acme, viewer):
+        url = f"/v1/projects/{acme.project.pk}/flags/bad%00key"
+        assert api(viewer).get(url).status_code == 404
+
+    def test_nul_character_in_a_filter_is_400(self, api, acme, viewer):
+        assert api(viewer).get("/v1/audit?action=x%00y").status_code == 400
+
+    def test_json_array_body_is_400(self, api, acme, developer):
+        response = api(developer).post("/v1/approvals", [1, 2], format="json")
+        assert response.status_code == 400
+        assert response.json()["error"]
