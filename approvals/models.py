@@ -8,7 +8,7 @@ from audit.models import record
 from flags.models import FlagState
 from flags.validation import validate_state_changes
 from flagship import permissions
-from flagship.errors import InvalidInput, NotPermitted, StateConflict
+from flagship.errors import InvalidInput, NotFound, NotPermitted, StateConflict
 from flagship.models import OrgScopedQuerySet
 
 NOT_PENDING = "approval request is no longer pending"
@@ -217,6 +217,10 @@ class ApprovalRequest(models.Model):
         execution_date=None,
     ) -> "ApprovalRequest":
         permissions.PROPOSE.require(requestor)
+        if flag.project.org_id != requestor.org_id:
+            raise NotFound("flag not found")
+        if environment.project.org_id != requestor.org_id:
+            raise NotFound("environment not found")
         if flag.project_id != environment.project_id:
             raise InvalidInput(
                 "flag and environment belong to different projects",
@@ -308,7 +312,7 @@ class ApprovalRequest(models.Model):
     def approve(self, *, by, note: str = "", ignore_conflicts: bool = False) -> None:
         permissions.REVIEW.require(by)
         with transaction.atomic():
-            locked = self._lock()
+            locked = self._lock(by)
             if locked.status != Status.PENDING:
                 raise StateConflict(NOT_PENDING)
             if locked.requestor_id == by.pk:
@@ -360,7 +364,7 @@ class ApprovalRequest(models.Model):
     def reject(self, *, by, note: str = "") -> None:
         permissions.REVIEW.require(by)
         with transaction.atomic():
-            locked = self._lock()
+            locked = self._lock(by)
             if locked.status != Status.PENDING:
                 raise StateConflict(NOT_PENDING)
             if locked.requestor_id == by.pk:
@@ -390,7 +394,7 @@ class ApprovalRequest(models.Model):
     def cancel(self, *, by, note: str = "") -> None:
         permissions.CANCEL.require(by)
         with transaction.atomic():
-            locked = self._lock()
+            locked = self._lock(by)
             if locked.status not in (Status.PENDING, Status.APPROVED):
                 raise StateConflict(NOT_OPEN)
             permissions.require_cancel(by, locked)
@@ -460,13 +464,18 @@ class ApprovalRequest(models.Model):
 
     # ----- internals --------------------------------------------------------------------------
 
-    def _lock(self) -> "ApprovalRequest":
-        return (
+    def _lock(self, by=None) -> "ApprovalRequest":
+        """Re-reads the row under a lock. For a person, a request of another organization does
+        not exist, whichever interface they came through."""
+        locked = (
             type(self)
             .objects.select_for_update(of=("self",))
             .select_related("flag", "environment")
             .get(pk=self.pk)
         )
+        if by is not None and locked.org_id != by.org_id:
+            raise NotFound("approval request not found")
+        return locked
 
     def _lock_state(self) -> FlagState:
         state, _ = FlagState.objects.select_for_update().get_or_create(

@@ -8,7 +8,7 @@ from django.utils import timezone
 from approvals.models import ALLOWED_TRANSITIONS, ApprovalRequest, ChangeType, Review, Status
 from audit.models import AuditEntry
 from flags.models import FlagState
-from flagship.errors import InvalidInput, NotPermitted, StateConflict
+from flagship.errors import InvalidInput, NotFound, NotPermitted, StateConflict
 from tests.approvals.helpers import propose
 
 
@@ -291,3 +291,18 @@ class TestScheduledApply:
 def test_terminal_statuses_have_no_moves():
     for status in (Status.APPLIED, Status.REJECTED, Status.CANCELLED):
         assert status not in ALLOWED_TRANSITIONS
+
+
+class TestOrganizationBoundary:
+    def test_reviewer_of_another_org_finds_nothing(self, acme, developer, outsider):
+        request = propose(acme, developer)
+        for transition in (request.approve, request.reject, request.cancel):
+            with pytest.raises(NotFound):
+                transition(by=outsider)
+        request.refresh_from_db()
+        assert request.status == Status.PENDING
+        assert not request.reviews.exists()
+
+    def test_cannot_propose_on_another_orgs_flag(self, acme, other_org, developer):
+        with pytest.raises(NotFound):
+            propose(other_org, developer)
