@@ -5,7 +5,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models, transaction
 from django.utils import timezone
 
-from flagship.errors import StateConflict
+from flagship.errors import NotFound, StateConflict
 
 
 class Role(models.TextChoices):
@@ -172,9 +172,7 @@ class MembershipActions:
 
         permissions.MANAGE.require(by)
         with transaction.atomic():
-            locked = (
-                Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
-            )
+            locked = _lock_member(by, membership)
             before = locked.audit_snapshot()
             if role is not None and role != locked.role:
                 if Role.OWNER in (role, locked.role):
@@ -212,9 +210,7 @@ class MembershipActions:
 
         permissions.MANAGE.require(by)
         with transaction.atomic():
-            locked = (
-                Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
-            )
+            locked = _lock_member(by, membership)
             if locked.role == Role.OWNER:
                 permissions.GRANT_OWNER.require(by)
                 _lock_owners(locked.org_id)
@@ -231,6 +227,13 @@ class MembershipActions:
             locked.delete()
             user.is_active = False
             user.save(update_fields=["is_active"])
+
+
+def _lock_member(by, membership: "Membership") -> "Membership":
+    locked = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    if locked.org_id != by.org_id:
+        raise NotFound("member not found")
+    return locked
 
 
 def _lock_owners(org_id) -> None:
