@@ -22,13 +22,17 @@ class ReviewInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_view_permission(self, request, obj=None):
+        return True  # the request it belongs to is already scoped to the user's organization
+
 
 def run_on_each(modeladmin, request, queryset, verb: str, act) -> None:
     """Runs a transition on each selected request as the staff user and reports every row:
     success, or the domain error's message (the same words the API answers with)."""
     for approval in queryset.select_related("flag", "environment"):
-        # Superusers see every organization here; a transition still needs their own org.
-        if approval.org_id != request.user.org_id:
+        # Superusers see every organization here, but act only on their own organization's
+        # requests (without a membership, the model's role check refuses them).
+        if request.user.org_id is not None and approval.org_id != request.user.org_id:
             modeladmin.message_user(request, f"{approval}: {NOT_FOUND}", messages.ERROR)
             continue
         try:

@@ -113,6 +113,9 @@ class FlagStateInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_view_permission(self, request, obj=None):
+        return True  # the flag it belongs to is already scoped to the user's organization
+
 
 @admin.register(Flag)
 class FlagAdmin(OrgScopedAdmin):

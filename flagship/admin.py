@@ -136,6 +136,12 @@ class MembershipAdmin(OrgScopedAdmin):
     readonly_fields = ["user", "org", "created_at"]
     change_ability = permissions.MANAGE
 
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(org_id=request.user.org_id)
+
     def update(self, request, obj, form):
         if "role" in form.changed_data:
             MembershipActions.update(by=request.user, membership=obj, role=obj.role)

@@ -24,6 +24,10 @@ def production_state(acme):
     return FlagState.objects.get(flag=acme.flag, environment=acme.production)
 
 
+def before_and_after(response) -> dict:
+    return {change.field: (change.before, change.after) for change in response.context["changes"]}
+
+
 def messages_of(response):
     return [str(message) for message in response.context["messages"]]
 
@@ -233,7 +237,7 @@ def test_request_page_shows_the_change_field_by_field(browser_for, admin, propos
     response = browser_for(admin).get(page_url(approval))
 
     assert response.status_code == 200
-    changes = {change.field: (change.before, change.after) for change in response.context["changes"]}
+    changes = before_and_after(response)
     assert changes == {"enabled": (False, True), "percentage_rollout": (0, 5000)}
     html = response.content.decode()
     assert "Half of the traffic gets the new checkout." in html
@@ -282,7 +286,8 @@ def test_request_page_of_another_organization_is_404(browser_for, outsider, prop
 
 def test_request_page_of_an_unknown_id_is_404(browser_for, admin):
     assert browser_for(admin).get("/review/not-a-uuid/").status_code == 404
-    assert browser_for(admin).get("/review/00000000-0000-0000-0000-000000000000/").status_code == 404
+    unknown = "/review/00000000-0000-0000-0000-000000000000/"
+    assert browser_for(admin).get(unknown).status_code == 404
 
 
 def test_admin_approves_from_the_page_and_the_change_is_applied(browser_for, acme, admin, propose):
@@ -455,9 +460,7 @@ def test_scheduled_request_shows_its_time_and_the_requestor_can_cancel_it(
     response = browser_for(admin).post(action_url(approval, "approve"), follow=True)
     approval.refresh_from_db()
     assert approval.status == Status.APPROVED
-    assert messages_of(response) == [
-        f"Approved; it will be applied at {when:%Y-%m-%d %H:%M} UTC."
-    ]
+    assert messages_of(response) == [f"Approved; it will be applied at {when:%Y-%m-%d %H:%M} UTC."]
 
     client = browser_for(developer)
     page = client.get(page_url(approval))
@@ -475,7 +478,7 @@ def test_applied_request_shows_the_state_it_replaced_as_before(browser_for, acme
 
     response = browser_for(admin).get(page_url(approval))
 
-    changes = {change.field: (change.before, change.after) for change in response.context["changes"]}
+    changes = before_and_after(response)
     assert changes == {"enabled": (False, True), "percentage_rollout": (0, 5000)}
     assert "Only pending requests are reviewed; this one is applied." in response.content.decode()
 
