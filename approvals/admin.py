@@ -26,6 +26,10 @@ class ReviewInline(admin.TabularInline):
         return True  # the request it belongs to is already scoped to the user's organization
 
 
+def row_label(approval) -> str:
+    return f"Request {str(approval.pk)[:8]} ({approval.flag.key} in {approval.environment.slug})"
+
+
 def run_on_each(modeladmin, request, queryset, verb: str, act) -> None:
     """Runs a transition on each selected request as the staff user and reports every row:
     success, or the domain error's message (the same words the API answers with)."""
@@ -33,19 +37,18 @@ def run_on_each(modeladmin, request, queryset, verb: str, act) -> None:
         # Superusers see every organization here, but act only on their own organization's
         # requests (without a membership, the model's role check refuses them).
         if request.user.org_id is not None and approval.org_id != request.user.org_id:
-            modeladmin.message_user(request, f"{approval}: {NOT_FOUND}", messages.ERROR)
+            modeladmin.message_user(request, f"{row_label(approval)}: {NOT_FOUND}", messages.ERROR)
             continue
         try:
             act(approval)
         except DomainError as error:
-            modeladmin.message_user(request, f"{approval}: {error.message}", messages.ERROR)
+            message, level = f"{row_label(approval)}: {error.message}", messages.ERROR
         else:
-            modeladmin.message_user(
-                request,
-                f"{verb} {approval.flag.key} in {approval.environment.slug}: "
-                f"now {approval.status}.",
+            message, level = (
+                f"{row_label(approval)}: {verb}, now {approval.status}.",
                 messages.SUCCESS,
             )
+        modeladmin.message_user(request, message, level)
 
 
 @admin.register(ApprovalRequest)
@@ -104,15 +107,15 @@ class ApprovalRequestAdmin(OrgScopedAdmin):
 
     @admin.action(description="Approve selected requests")
     def approve_selected(self, request, queryset):
-        run_on_each(self, request, queryset, "Approved", lambda a: a.approve(by=request.user))
+        run_on_each(self, request, queryset, "approved", lambda a: a.approve(by=request.user))
 
     @admin.action(description="Reject selected requests")
     def reject_selected(self, request, queryset):
-        run_on_each(self, request, queryset, "Rejected", lambda a: a.reject(by=request.user))
+        run_on_each(self, request, queryset, "rejected", lambda a: a.reject(by=request.user))
 
     @admin.action(description="Cancel selected requests")
     def cancel_selected(self, request, queryset):
-        run_on_each(self, request, queryset, "Cancelled", lambda a: a.cancel(by=request.user))
+        run_on_each(self, request, queryset, "cancelled", lambda a: a.cancel(by=request.user))
 
 
 @admin.register(Review)

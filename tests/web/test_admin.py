@@ -20,6 +20,10 @@ def run_action(client, action, approvals):
     )
 
 
+def label(approval):
+    return f"Request {str(approval.pk)[:8]} ({approval.flag.key} in {approval.environment.slug})"
+
+
 def messages_of(response):
     return [(message.level_tag, str(message)) for message in get_messages(response.wsgi_request)]
 
@@ -64,9 +68,7 @@ def test_approve_action_applies_the_request_as_the_staff_user(browser_for, acme,
     assert approval.reviewer == owner
     state = FlagState.objects.get(flag=acme.flag, environment=acme.production)
     assert (state.enabled, state.percentage_rollout) == (True, 5000)
-    assert messages_of(response) == [
-        ("success", "Approved new-checkout in production: now applied.")
-    ]
+    assert messages_of(response) == [("success", f"{label(approval)}: approved, now applied.")]
     entry = AuditEntry.objects.get(action="flag.approved_change_applied")
     assert (entry.actor, entry.metadata["source"]) == (owner, "admin")
 
@@ -84,8 +86,8 @@ def test_approve_action_reports_each_row_and_refuses_a_self_review(
     assert by_developer.status == Status.APPLIED
     assert by_owner.status == Status.PENDING
     assert sorted(messages_of(response)) == [
-        ("error", f"{by_owner}: cannot review your own request"),
-        ("success", "Approved new-checkout in production: now applied."),
+        ("error", f"{label(by_owner)}: cannot review your own request"),
+        ("success", f"{label(by_developer)}: approved, now applied."),
     ]
 
 
@@ -101,12 +103,10 @@ def test_reject_and_cancel_actions_call_the_model_methods(browser_for, owner, pr
     to_cancel.refresh_from_db()
     assert to_reject.status == Status.REJECTED
     assert to_cancel.status == Status.CANCELLED
-    assert messages_of(rejected) == [
-        ("success", "Rejected new-checkout in production: now rejected.")
-    ]
+    assert messages_of(rejected) == [("success", f"{label(to_reject)}: rejected, now rejected.")]
     assert sorted(messages_of(cancelled)) == [
-        ("error", f"{applied}: approval request is no longer open"),
-        ("success", "Cancelled new-checkout in production: now cancelled."),
+        ("error", f"{label(applied)}: approval request is no longer open"),
+        ("success", f"{label(to_cancel)}: cancelled, now cancelled."),
     ]
     assert AuditEntry.objects.filter(action="approval.rejected", actor=owner).count() == 1
 
@@ -120,7 +120,7 @@ def test_staff_developer_is_refused_by_the_role_check(browser_for, acme, propose
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
     refusal = "your role (developer) does not allow you to review approval requests"
-    assert messages_of(response) == [("error", f"{approval}: {refusal}")]
+    assert messages_of(response) == [("error", f"{label(approval)}: {refusal}")]
 
 
 def test_superuser_without_membership_is_refused_by_the_role_check(browser_for, propose):
@@ -132,7 +132,10 @@ def test_superuser_without_membership_is_refused_by_the_role_check(browser_for, 
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
     assert messages_of(response) == [
-        ("error", f"{approval}: your role (none) does not allow you to review approval requests")
+        (
+            "error",
+            f"{label(approval)}: your role (none) does not allow you to review approval requests",
+        )
     ]
 
 
