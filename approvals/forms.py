@@ -32,12 +32,10 @@ class QueueFilterForm(forms.Form):
         self.fields["flag"].queryset = Flag.objects.visible_to(user).order_by("key")
         self.is_valid()
 
-    def apply(self, queryset, *, with_status=True):
-        """Narrows `queryset` by every valid filter; `with_status=False` leaves out the status
-        (the per-status counts are taken over the other filters)."""
+    def apply(self, queryset):
+        """Narrows `queryset` by every valid filter but the status (the per-status counts are
+        taken over the other filters)."""
         data = self.cleaned_data
-        if with_status and data.get("status"):
-            queryset = queryset.filter(status=data["status"])
         if data.get("project"):
             queryset = queryset.filter(project=data["project"])
         if data.get("environment"):
@@ -47,6 +45,10 @@ class QueueFilterForm(forms.Form):
         if data.get("mine"):
             queryset = queryset.filter(requestor=self.user)
         return queryset
+
+    def apply_status(self, queryset):
+        status = self.cleaned_data.get("status")
+        return queryset.filter(status=status) if status else queryset
 
 
 class ReviewForm(forms.Form):

@@ -21,11 +21,10 @@ QUEUE_PAGE_SIZE = 25
 @login_required
 def queue(request):
     filters = QueueFilterForm(request.GET, user=request.user)
-    visible = filters.apply(ApprovalRequest.objects.visible_to(request.user), with_status=False)
-    page = Paginator(filters.apply(visible).for_review_queue(), QUEUE_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    counts = visible.status_counts()
+    requests = filters.apply(ApprovalRequest.objects.visible_to(request.user))
+    listed = filters.apply_status(requests).for_review_queue()
+    page = Paginator(listed, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = requests.status_counts()
     return render(
         request,
         "approvals/queue.html",

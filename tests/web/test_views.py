@@ -528,3 +528,9 @@ def test_login_form_is_csrf_protected(admin):
     client = Client(enforce_csrf_checks=True)
     response = client.post("/login/", {"username": "admin@acme.test", "password": PASSWORD})
     assert response.status_code == 403
+
+
+def test_status_tabs_keep_the_other_filters(browser_for, acme, admin, propose):
+    propose()
+    response = browser_for(admin).get("/review/", {"flag": acme.flag.pk, "page": 1})
+    assert f'href="?flag={acme.flag.pk}&amp;status=rejected"' in response.content.decode()
