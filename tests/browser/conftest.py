@@ -56,6 +56,16 @@ def chromium():
 
 
 @pytest.fixture
+def screenshot_dir(tmp_path):
+    """docs/screenshots with UPDATE_SCREENSHOTS=1, else a temporary folder, so that ordinary test
+    runs do not rewrite the committed pictures."""
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS
+    return tmp_path
+
+
+@pytest.fixture
 def demo(transactional_db):
     """The seed_demo organization: owner/admin/dev/viewer@acme.test and pending requests."""
     call_command("seed_demo", stdout=io.StringIO())

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from approvals.models import ApprovalRequest, ChangeType, Status
 from flags.models import Flag, FlagState
 from flagship.models import User
-from tests.browser.conftest import DEMO_PASSWORD, SCREENSHOTS
+from tests.browser.conftest import DEMO_PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,21 +109,20 @@ def test_admin_action_approves_one_request_and_refuses_a_self_review(demo, login
     assert own.status == Status.PENDING
 
 
-def test_screenshots_of_the_queue_and_the_request_page(demo, login):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def test_screenshots_of_the_queue_and_the_request_page(demo, login, screenshot_dir):
     page = login("admin@acme.test")
     expect(page.locator("table.queue tbody tr")).to_have_count(3)
-    page.screenshot(path=SCREENSHOTS / "review-queue.png", full_page=True)
+    page.screenshot(path=screenshot_dir / "review-queue.png", full_page=True)
 
     open_request(page, "search-ranking")
     expect(page.locator("tr[data-field=variants] td.after")).to_contain_text("neural-v2")
-    page.screenshot(path=SCREENSHOTS / "review-request.png", full_page=True)
+    page.screenshot(path=screenshot_dir / "review-request.png", full_page=True)
 
     phone = login("owner@acme.test", width=390, height=844)
     open_request(phone, "max-cart-items")
     expect(phone.locator("tr[data-field=rules] td.after")).to_contain_text("Beta customers first")
-    phone.screenshot(path=SCREENSHOTS / "review-request-phone.png", full_page=True)
+    phone.screenshot(path=screenshot_dir / "review-request-phone.png", full_page=True)
 
     for name in ("review-queue.png", "review-request.png", "review-request-phone.png"):
-        assert (SCREENSHOTS / name).stat().st_size > 10_000
+        assert (screenshot_dir / name).stat().st_size > 10_000
     assert re.search(r"/review/[0-9a-f-]{36}/$", phone.url)
