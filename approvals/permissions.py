@@ -10,6 +10,8 @@ ALREADY_REVIEWED = "You have already reviewed this request."
 
 def review_refusal(user, approval) -> str | None:
     """None when the user may approve or reject the request now."""
+    if approval.status == Status.APPROVED:
+        return "Approved; it will be applied at its scheduled time."
     if approval.status != Status.PENDING:
         return f"Only pending requests are reviewed; this one is {approval.status}."
     if not permissions.can_review(user, approval):

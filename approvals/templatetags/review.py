@@ -54,6 +54,16 @@ def bar_width(value) -> str:
 
 
 @register.filter
+def short_value(value, field: str) -> str:
+    """A value on one line: rollout as a percentage, enabled as On/Off, the rest as JSON."""
+    if field == "percentage_rollout":
+        return basis_points(value)
+    if field == "enabled" and isinstance(value, bool):
+        return "On" if value else "Off"
+    return as_json(value)
+
+
+@register.filter
 def as_json(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 

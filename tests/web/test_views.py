@@ -444,6 +444,7 @@ def test_conflicts_are_highlighted_and_approving_needs_ignore_conflicts(
         {"field": "percentage_rollout", "base": 0, "current": 2500, "requested": 5000}
     ]
     assert 'class="change-row conflict"' in page.content.decode()
+    assert "is now <code>25%</code>, requested <code>50%</code>" in page.content.decode()
     assert messages_of(refused) == [
         "the flag state changed since this request was created; review the conflicts and "
         "approve with ignore_conflicts to apply anyway"
@@ -466,6 +467,7 @@ def test_scheduled_request_shows_its_time_and_the_requestor_can_cancel_it(
     page = client.get(page_url(approval))
     assert "Scheduled for" in page.content.decode()
     assert f"{when:%Y-%m-%d %H:%M} UTC" in page.content.decode()
+    assert page.context["review_refusal"] == "Approved; it will be applied at its scheduled time."
     assert page.context["cancel_refusal"] is None
     client.post(action_url(approval, "cancel"))
     approval.refresh_from_db()
