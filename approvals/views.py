@@ -61,8 +61,6 @@ def detail(request, pk):
             "timeline": timeline,
             "review_refusal": review_refusal(request.user, approval),
             "cancel_refusal": cancel_refusal(request.user, approval),
-            "review_form": ReviewForm(),
-            "cancel_form": CancelForm(),
         },
     )
 

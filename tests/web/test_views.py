@@ -536,3 +536,15 @@ def test_status_tabs_keep_the_other_filters(browser_for, acme, admin, propose):
     propose()
     response = browser_for(admin).get("/review/", {"flag": acme.flag.pk, "page": 1})
     assert f'href="?flag={acme.flag.pk}&amp;status=rejected"' in response.content.decode()
+
+
+def test_an_overlong_note_is_refused_before_reaching_the_model(browser_for, admin, propose):
+    approval = propose()
+
+    response = browser_for(admin).post(
+        action_url(approval, "approve"), {"note": "x" * 5001}, follow=True
+    )
+
+    assert messages_of(response) == ["Ensure this value has at most 5000 characters (it has 5001)."]
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
