@@ -66,7 +66,12 @@ class ApprovalRequestAdmin(OrgScopedAdmin):
         "created_at",
         "execution_date",
     ]
-    list_filter = ["status", "change_type", "environment__requires_approval", "project"]
+    list_filter = [
+        "status",
+        "change_type",
+        "environment__requires_approval",
+        ("project", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["flag__key", "description", "requestor__email"]
     list_select_related = ["flag", "environment", "requestor"]
     date_hierarchy = "created_at"

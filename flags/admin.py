@@ -70,7 +70,7 @@ class ProjectAdmin(OrgScopedAdmin):
 @admin.register(Environment)
 class EnvironmentAdmin(OrgScopedAdmin):
     list_display = ["name", "project", "slug", "requires_approval", "min_approvals", "color"]
-    list_filter = ["requires_approval", "project"]
+    list_filter = ["requires_approval", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "slug", "project__name"]
     list_select_related = ["project"]
     autocomplete_fields = ["project"]
@@ -120,7 +120,7 @@ class FlagStateInline(admin.TabularInline):
 @admin.register(Flag)
 class FlagAdmin(OrgScopedAdmin):
     list_display = ["key", "name", "project", "flag_type", "updated_at"]
-    list_filter = ["flag_type", "project"]
+    list_filter = ["flag_type", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["key", "name", "description"]
     list_select_related = ["project"]
     autocomplete_fields = ["project"]
@@ -157,7 +157,11 @@ class FlagStateAdmin(OrgScopedAdmin):
         "version",
         "updated_at",
     ]
-    list_filter = ["environment__requires_approval", "enabled", "environment__project"]
+    list_filter = [
+        "environment__requires_approval",
+        "enabled",
+        ("environment__project", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["flag__key", "environment__name"]
     list_select_related = ["flag", "environment__project"]
     fields = [

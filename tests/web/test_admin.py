@@ -399,3 +399,20 @@ def test_approving_from_the_page_the_api_and_the_admin_leaves_identical_audit_en
     ]
     assert page == api_entries == admin_entries
     assert (page_sources, api_sources, admin_sources) == ({"web"}, {"api"}, {"admin"})
+
+
+def test_admin_filters_do_not_name_other_organizations_projects(
+    browser_for, owner, other_org, outsider
+):
+    Project.create_audited(by=outsider, org_id=other_org.org.pk, name="Globex secret", slug="gs")
+    client = browser_for(owner)
+
+    for url in (
+        reverse("admin:flags_environment_changelist"),
+        reverse("admin:flags_flag_changelist"),
+        reverse("admin:flags_flagstate_changelist"),
+        CHANGELIST,
+    ):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert "Globex secret" not in response.content.decode(), url
