@@ -205,7 +205,7 @@ def test_queue_runs_the_same_number_of_queries_for_3_and_30_requests(
     with_30 = queries_for(client, "/review/")
 
     assert with_3 == with_30
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(9):
         client.get("/review/")
 
 
@@ -224,7 +224,7 @@ def test_request_page_runs_the_same_number_of_queries_however_many_requests_and_
     many = queries_for(client, page_url(approval))
 
     assert few == many
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(7):
         client.get(page_url(approval))
 
 
