@@ -1,11 +1,12 @@
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
 from audit.models import record
-from flags.models import FlagState
+from flags.models import STATE_FIELDS, FlagState
 from flags.validation import validate_state_changes
 from flagship import permissions
 from flagship.errors import InvalidInput, NotFound, NotPermitted, StateConflict
@@ -104,11 +105,55 @@ class ApprovalRequestQuerySet(OrgScopedQuerySet):
     def newest_first(self):
         return self.order_by("-created_at", "-id")
 
+    def for_review_queue(self):
+        """The review queue: pending requests first, the longest waiting at the top, then the
+        rest newest first; with what each row shows, in one query."""
+        waiting_since = models.Case(
+            models.When(status=Status.PENDING, then=models.F("created_at")),
+            output_field=models.DateTimeField(),
+        )
+        return self.select_related("flag", "environment", "project", "requestor").order_by(
+            waiting_since.asc(nulls_last=True), "-created_at", "-id"
+        )
+
+    def for_review_page(self):
+        """Everything the request page shows, in a fixed number of queries."""
+        return self.select_related(
+            "flag", "environment", "project", "requestor", "reviewer"
+        ).prefetch_related(
+            models.Prefetch(
+                "reviews",
+                queryset=Review.objects.select_related("reviewer").order_by("created_at", "id"),
+            ),
+            models.Prefetch("flag__states", queryset=FlagState.objects.all()),
+        )
+
+    def status_counts(self) -> dict[str, int]:
+        """{status: number of requests} for every status, zeros included, in one query."""
+        counts = dict.fromkeys(Status.values, 0)
+        rows = self.order_by().values_list("status").annotate(count=models.Count("pk"))
+        counts.update(dict(rows))
+        return counts
+
     def open(self):
         return self.filter(status__in=OPEN_STATUSES)
 
     def due(self, now=None):
         return self.filter(status=Status.APPROVED, execution_date__lte=now or timezone.now())
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One flag-state field of a request: its value before and after the change."""
+
+    field: str
+    before: object
+    after: object
+    conflict: dict | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
 
 
 class ApprovalRequest(models.Model):
@@ -293,6 +338,24 @@ class ApprovalRequest(models.Model):
         if not self.is_open:
             return []
         return self.conflicts_with(self.current_state)
+
+    def field_changes(self, before: dict | None = None) -> list[FieldChange]:
+        """The payload field by field: `before` (by default the current flag state, i.e. what
+        approving now would change) against the value after applying the payload."""
+        if before is None:
+            state = self.current_state
+            before = state.snapshot() if state is not None else self.base_state
+        conflicts = {conflict["field"]: conflict for conflict in self.conflicts}
+        return [
+            FieldChange(
+                field=field,
+                before=before.get(field),
+                after=self.payload[field],
+                conflict=conflicts.get(field),
+            )
+            for field in STATE_FIELDS
+            if field in self.payload
+        ]
 
     def audit_snapshot(self) -> dict:
         return {

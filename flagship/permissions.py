@@ -20,10 +20,16 @@ class Ability:
     def allows(self, user) -> bool:
         return role_of(user) in self.roles
 
+    def refusal(self, user) -> str | None:
+        """Why the user may not do this (the message `require` raises), or None."""
+        if self.allows(user):
+            return None
+        return f"your role ({role_of(user) or 'none'}) does not allow you to {self.description}"
+
     def require(self, user) -> None:
-        if not self.allows(user):
-            role = role_of(user) or "none"
-            raise NotPermitted(f"your role ({role}) does not allow you to {self.description}")
+        refusal = self.refusal(user)
+        if refusal:
+            raise NotPermitted(refusal)
 
 
 ALL_ROLES = frozenset(Role.values)
@@ -56,10 +62,13 @@ def can_cancel(user, approval) -> bool:
     return CANCEL.allows(user) and approval.requestor_id == user.pk
 
 
+CANCEL_OWN_ONLY = "developers can cancel only their own requests"
+
+
 def require_cancel(user, approval) -> None:
     CANCEL.require(user)
     if not can_cancel(user, approval):
-        raise NotPermitted("developers can cancel only their own requests")
+        raise NotPermitted(CANCEL_OWN_ONLY)
 
 
 class RoleAllowsAction(permissions.BasePermission):

@@ -1,14 +1,17 @@
 from django.contrib import admin
+from django.contrib.auth.views import LogoutView
 from django.db import connection
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.http import require_GET
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from approvals.api import ApprovalRequestViewSet, FlagApprovalRequestList
 from audit.api import AuditEntryViewSet
 from flags.api import EnvironmentViewSet, FlagStateView, FlagViewSet, ProjectViewSet
+from flagship import views as web_views
 from flagship.api import LoginView, MemberViewSet, RefreshView
 from flagship.exceptions import json_not_found, json_server_error
 
@@ -58,6 +61,10 @@ urlpatterns = [
     path("v1/", include(api_v1)),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("login/", web_views.LoginView.as_view(), name="login"),
+    path("logout/", LogoutView.as_view(), name="logout"),
+    path("", RedirectView.as_view(pattern_name="approvals:queue"), name="home"),
+    path("", include("approvals.urls")),
 ]
 
 handler404 = "flagship.urls.page_not_found"

@@ -1,0 +1,143 @@
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from approvals.models import ApprovalRequest, Review
+from flagship.admin import OrgScopedAdmin
+from flagship.errors import DomainError
+
+NOT_FOUND = "approval request not found"
+
+
+class ReviewInline(admin.TabularInline):
+    model = Review
+    fields = ["reviewer", "action", "note", "is_current", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the request it belongs to is already scoped to the user's organization
+
+
+def row_label(approval) -> str:
+    return f"Request {str(approval.pk)[:8]} ({approval.flag.key} in {approval.environment.slug})"
+
+
+def run_on_each(modeladmin, request, queryset, verb: str, act) -> None:
+    """Runs a transition on each selected request as the staff user and reports every row:
+    success, or the domain error's message (the same words the API answers with)."""
+    for approval in queryset.select_related("flag", "environment"):
+        # Superusers see every organization here, but act only on their own organization's
+        # requests (without a membership, the model's role check refuses them).
+        if request.user.org_id is not None and approval.org_id != request.user.org_id:
+            modeladmin.message_user(request, f"{row_label(approval)}: {NOT_FOUND}", messages.ERROR)
+            continue
+        try:
+            act(approval)
+        except DomainError as error:
+            message, level = f"{row_label(approval)}: {error.message}", messages.ERROR
+        else:
+            message, level = (
+                f"{row_label(approval)}: {verb}, now {approval.status}.",
+                messages.SUCCESS,
+            )
+        modeladmin.message_user(request, message, level)
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(OrgScopedAdmin):
+    """Requests are created with `ApprovalRequest.propose` (API) and change status only through
+    the Approve / Reject / Cancel actions, which call the model's transition methods."""
+
+    list_display = [
+        "flag",
+        "environment",
+        "change_type",
+        "status",
+        "approvals",
+        "requestor",
+        "created_at",
+        "execution_date",
+    ]
+    list_filter = [
+        "status",
+        "change_type",
+        "environment__requires_approval",
+        ("project", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["flag__key", "description", "requestor__email"]
+    list_select_related = ["flag", "environment", "requestor"]
+    date_hierarchy = "created_at"
+    inlines = [ReviewInline]
+    actions = ["approve_selected", "reject_selected", "cancel_selected"]
+    fields = [
+        "review_page",
+        "status",
+        "flag",
+        "environment",
+        "project",
+        "requestor",
+        "change_type",
+        "payload",
+        "description",
+        "execution_date",
+        "required_approvals",
+        "approvals_count",
+        "base_state",
+        "base_version",
+        "reviewer",
+        "review_note",
+        "reviewed_at",
+        "applied_at",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="approvals")
+    def approvals(self, approval):
+        return f"{approval.approvals_count} / {approval.required_approvals}"
+
+    @admin.display(description="review page")
+    def review_page(self, approval):
+        url = reverse("approvals:detail", args=[approval.pk])
+        return format_html('<a href="{}">Open the review page</a>', url)
+
+    @admin.action(description="Approve selected requests")
+    def approve_selected(self, request, queryset):
+        run_on_each(self, request, queryset, "approved", lambda a: a.approve(by=request.user))
+
+    @admin.action(description="Reject selected requests")
+    def reject_selected(self, request, queryset):
+        run_on_each(self, request, queryset, "rejected", lambda a: a.reject(by=request.user))
+
+    @admin.action(description="Cancel selected requests")
+    def cancel_selected(self, request, queryset):
+        run_on_each(self, request, queryset, "cancelled", lambda a: a.cancel(by=request.user))
+
+
+@admin.register(Review)
+class ReviewAdmin(OrgScopedAdmin):
+    list_display = ["approval_request", "reviewer", "action", "is_current", "created_at"]
+    list_filter = ["action", "is_current"]
+    search_fields = ["reviewer__email", "note", "approval_request__flag__key"]
+    list_select_related = [
+        "reviewer",
+        "approval_request__flag",
+        "approval_request__environment",
+    ]
+    readonly_fields = ["approval_request", "reviewer", "action", "note", "is_current", "created_at"]
+    fields = readonly_fields
+
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(approval_request__org_id=request.user.org_id)

@@ -1,0 +1,195 @@
+from django import forms
+from django.contrib import admin
+
+from flags.models import Environment, Flag, FlagState, Project
+from flags.validation import value_matches_type
+from flagship import permissions
+from flagship.admin import OrgScopedAdmin
+
+
+def changes_from(form) -> dict:
+    return {field: form.cleaned_data[field] for field in form.changed_data}
+
+
+class ProjectForm(forms.ModelForm):
+    org_id = None  # the staff user's organization, set by ProjectAdmin.get_form
+
+    def clean_slug(self):
+        slug = self.cleaned_data["slug"]
+        taken = Project.objects.filter(org_id=self.org_id, slug=slug).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError("A project with this slug exists.")
+        return slug
+
+
+class FlagForm(forms.ModelForm):
+    """The checks the flags API makes on a flag's type, default value and tags."""
+
+    def clean(self):
+        cleaned = super().clean()
+        flag_type = cleaned.get("flag_type") or self.instance.flag_type
+        default_value = cleaned.get("default_value")
+        if default_value is not None and not value_matches_type(flag_type, default_value):
+            self.add_error(
+                "default_value", f"Must be a {flag_type} value, to match the flag's type."
+            )
+        tags = cleaned.get("tags")
+        if tags is not None and not (
+            isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)
+        ):
+            self.add_error("tags", 'Must be a list of strings, such as ["payments"].')
+        return cleaned
+
+
+@admin.register(Project)
+class ProjectAdmin(OrgScopedAdmin):
+    list_display = ["name", "slug", "org", "created_at"]
+    search_fields = ["name", "slug"]
+    list_select_related = ["org"]
+    fields = ["name", "slug"]
+    form = ProjectForm
+    add_ability = permissions.MANAGE
+    change_ability = permissions.MANAGE
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.org_id = request.user.org_id
+        return form
+
+    def create(self, request, obj, form):
+        permissions.MANAGE.require(request.user)
+        return Project.create_audited(
+            by=request.user, org_id=request.user.org_id, **form.cleaned_data
+        )
+
+    def update(self, request, obj, form):
+        permissions.MANAGE.require(request.user)
+        obj.update_audited(by=request.user, changes=changes_from(form))
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(OrgScopedAdmin):
+    list_display = ["name", "project", "slug", "requires_approval", "min_approvals", "color"]
+    list_filter = ["requires_approval", ("project", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "slug", "project__name"]
+    list_select_related = ["project"]
+    autocomplete_fields = ["project"]
+    fields = ["project", "name", "slug", "color", "requires_approval", "min_approvals"]
+    add_ability = permissions.MANAGE
+    change_ability = permissions.MANAGE
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["project"] if obj is not None else []
+
+    def create(self, request, obj, form):
+        permissions.MANAGE.require(request.user)
+        # Also creates the environment's state for every flag of the project.
+        return Environment.create_audited(by=request.user, **form.cleaned_data)
+
+    def update(self, request, obj, form):
+        permissions.MANAGE.require(request.user)
+        changes = changes_from(form)
+        protection_changed = bool({"requires_approval", "min_approvals"} & set(changes))
+        obj.update_audited(
+            by=request.user,
+            changes=changes,
+            action="environment.protection_changed" if protection_changed else None,
+        )
+
+
+class FlagStateInline(admin.TabularInline):
+    """The flag's state in each environment, read here; edited on the flag state's own page."""
+
+    model = FlagState
+    fields = ["environment", "enabled", "percentage_rollout", "default_value", "version"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the flag it belongs to is already scoped to the user's organization
+
+
+@admin.register(Flag)
+class FlagAdmin(OrgScopedAdmin):
+    list_display = ["key", "name", "project", "flag_type", "updated_at"]
+    list_filter = ["flag_type", ("project", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["key", "name", "description"]
+    list_select_related = ["project"]
+    autocomplete_fields = ["project"]
+    fields = ["project", "key", "name", "description", "flag_type", "default_value", "tags"]
+    inlines = [FlagStateInline]
+    form = FlagForm
+    add_ability = permissions.EDIT_FLAGS
+    change_ability = permissions.EDIT_FLAGS
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["project", "key", "flag_type"] if obj is not None else []
+
+    def create(self, request, obj, form):
+        permissions.EDIT_FLAGS.require(request.user)
+        # Also creates the flag's state (disabled, rollout 0) in every environment.
+        return Flag.create_audited(by=request.user, **form.cleaned_data)
+
+    def update(self, request, obj, form):
+        permissions.EDIT_FLAGS.require(request.user)
+        obj.update_details(by=request.user, changes=changes_from(form))
+
+
+@admin.register(FlagState)
+class FlagStateAdmin(OrgScopedAdmin):
+    """Read-only in protected environments (only an applied approval request changes those);
+    elsewhere edits go through `FlagState.change_directly`, so they are validated and audited."""
+
+    list_display = [
+        "flag",
+        "environment",
+        "enabled",
+        "percentage_rollout",
+        "protected",
+        "version",
+        "updated_at",
+    ]
+    list_filter = [
+        "environment__requires_approval",
+        "enabled",
+        ("environment__project", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["flag__key", "environment__name"]
+    list_select_related = ["flag", "environment__project"]
+    fields = [
+        "flag",
+        "environment",
+        "enabled",
+        "default_value",
+        "percentage_rollout",
+        "rules",
+        "variants",
+        "version",
+        "updated_at",
+    ]
+    change_ability = permissions.EDIT_FLAGS
+
+    @admin.display(boolean=True, ordering="environment__requires_approval")
+    def protected(self, state):
+        return state.environment.requires_approval
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.environment.requires_approval:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["flag", "environment", "version", "updated_at"]
+
+    def update(self, request, obj, form):
+        changes = changes_from(form)
+        if changes:
+            obj.change_directly(by=request.user, changes=changes)
