@@ -13,6 +13,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.middleware import client_ip
 from flagship import permissions
+from flagship.authentication import MemberJWTAuthentication
 from flagship.lookups import get_or_404
 from flagship.models import Membership, MembershipActions, User
 from flagship.serializers import (
@@ -57,10 +58,18 @@ def active_member(user_id) -> User:
     return user
 
 
-class LoginView(APIView):
+class TokenEndpoint(APIView):
+    """Open to anyone; refused credentials or tokens answer 401 (DRF turns 401 into 403 when a
+    view names no authentication scheme for the WWW-Authenticate header)."""
+
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    def get_authenticate_header(self, request):
+        return MemberJWTAuthentication().authenticate_header(request)
+
+
+class LoginView(TokenEndpoint):
     @extend_schema(
         request=LoginSerializer,
         responses={
@@ -95,11 +104,8 @@ class LoginView(APIView):
         )
 
 
-class RefreshView(APIView):
+class RefreshView(TokenEndpoint):
     """Rotates a refresh token: the one presented is blacklisted and never accepted again."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
 
     @extend_schema(request=RefreshSerializer, responses={200: TokensSchema}, auth=[])
     def post(self, request):

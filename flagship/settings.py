@@ -36,6 +36,29 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
 
 
+RATE_PERIODS = {
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int]:
+    """ "120/min" -> (120, 60): how many requests per how many seconds."""
+    raw = os.environ.get(name) or default
+    count, _, period = raw.partition("/")
+    if not count.strip().isdigit() or period.strip() not in RATE_PERIODS:
+        raise ImproperlyConfigured(
+            f"{name} must look like 120/min (s, min, hour, day), got {raw!r}"
+        )
+    return int(count), RATE_PERIODS[period.strip()]
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -169,7 +192,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "flagship.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["flagship.throttling.WriteRateThrottle"],
 }
+
+# Writes (POST/PUT/PATCH/DELETE under /v1) allowed per user, counted in the shared cache.
+WRITE_THROTTLE_RATE = env_rate("WRITE_THROTTLE_RATE", "120/min")
 
 # Failed logins allowed per window before /v1/auth/login answers 429.
 LOGIN_FAILURES_PER_EMAIL = env_int("LOGIN_FAILURES_PER_EMAIL", 5)
