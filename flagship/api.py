@@ -133,6 +133,8 @@ class MemberViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = MemberSerializer
+    # Names the model for the OpenAPI schema; get_queryset() scopes rows to the caller.
+    queryset = Membership.objects.none()
     lookup_field = "user_id"
     lookup_url_kwarg = "user_id"
     lookup_value_regex = "[^/]+"
