@@ -118,7 +118,11 @@ class RefreshView(TokenEndpoint):
                 raise InvalidToken(str(error)) from None
             # Lock the token's row so two concurrent refreshes cannot both rotate it.
             outstanding = (
-                OutstandingToken.objects.select_for_update().filter(jti=presented["jti"]).first()
+                # of=self: the token's default ordering joins the nullable user, and PostgreSQL
+                # cannot lock the nullable side of an outer join.
+                OutstandingToken.objects.select_for_update(of=("self",))
+                .filter(jti=presented["jti"])
+                .first()
             )
             if outstanding is None or BlacklistedToken.objects.filter(token=outstanding).exists():
                 raise InvalidToken("token is blacklisted")
