@@ -94,6 +94,8 @@ class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     serializer_class = ApprovalRequestSerializer
     filterset_class = ApprovalRequestFilter
+    # Names the model for the OpenAPI schema; get_queryset() scopes rows to the caller.
+    queryset = ApprovalRequest.objects.none()
 
     def get_queryset(self):
         user = self.request.user

@@ -92,6 +92,8 @@ class ProjectViewSet(AuditedCrudMixin, viewsets.ModelViewSet):
 
 class EnvironmentViewSet(ProjectScopedMixin, AuditedCrudMixin, viewsets.ModelViewSet):
     serializer_class = EnvironmentSerializer
+    # Names the model for the OpenAPI schema; get_queryset() scopes rows to the caller.
+    queryset = Environment.objects.none()
     abilities = CRUD_MANAGED
     lookup_value_regex = "[^/]+"
     lookup_what = "environment"
@@ -117,6 +119,8 @@ class EnvironmentViewSet(ProjectScopedMixin, AuditedCrudMixin, viewsets.ModelVie
 
 class FlagViewSet(ProjectScopedMixin, AuditedCrudMixin, viewsets.ModelViewSet):
     serializer_class = FlagSerializer
+    # Names the model for the OpenAPI schema; get_queryset() scopes rows to the caller.
+    queryset = Flag.objects.none()
     abilities = {
         "create": permissions.EDIT_FLAGS,
         "partial_update": permissions.EDIT_FLAGS,

@@ -13,6 +13,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.middleware import client_ip
 from flagship import permissions
+from flagship.authentication import MemberJWTAuthentication
 from flagship.lookups import get_or_404
 from flagship.models import Membership, MembershipActions, User
 from flagship.serializers import (
@@ -57,17 +58,18 @@ def active_member(user_id) -> User:
     return user
 
 
-class PublicAuthView(APIView):
-    """Login and refresh take no bearer token, but still answer 401 (not 403) when refused."""
+class TokenEndpoint(APIView):
+    """Open to anyone; refused credentials or tokens answer 401 (DRF turns 401 into 403 when a
+    view names no authentication scheme for the WWW-Authenticate header)."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
 
     def get_authenticate_header(self, request):
-        return 'Bearer realm="api"'
+        return MemberJWTAuthentication().authenticate_header(request)
 
 
-class LoginView(PublicAuthView):
+class LoginView(TokenEndpoint):
     @extend_schema(
         request=LoginSerializer,
         responses={
@@ -102,7 +104,7 @@ class LoginView(PublicAuthView):
         )
 
 
-class RefreshView(PublicAuthView):
+class RefreshView(TokenEndpoint):
     """Rotates a refresh token: the one presented is blacklisted and never accepted again."""
 
     @extend_schema(request=RefreshSerializer, responses={200: TokensSchema}, auth=[])
@@ -116,6 +118,8 @@ class RefreshView(PublicAuthView):
                 raise InvalidToken(str(error)) from None
             # Lock the token's row so two concurrent refreshes cannot both rotate it.
             outstanding = (
+                # of=self: the token's default ordering joins the nullable user, and PostgreSQL
+                # cannot lock the nullable side of an outer join.
                 OutstandingToken.objects.select_for_update(of=("self",))
                 .filter(jti=presented["jti"])
                 .first()
@@ -133,6 +137,8 @@ class MemberViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = MemberSerializer
+    # Names the model for the OpenAPI schema; get_queryset() scopes rows to the caller.
+    queryset = Membership.objects.none()
     lookup_field = "user_id"
     lookup_url_kwarg = "user_id"
     lookup_value_regex = "[^/]+"

@@ -3,7 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -69,6 +69,15 @@ def domain_error_response(exc: DomainError) -> Response:
 def api_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         return domain_error_response(exc)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away (restart, failover, killed connection). The transaction was
+        # rolled back, so nothing is half-written and the client may simply retry.
+        logger.warning("Database unavailable in %s: %s", context.get("view"), exc)
+        return Response(
+            {"error": "the database is unavailable; nothing was changed, please retry"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, IntegrityError):
         # A uniqueness race the validation could not see (two creates at once).
         return Response(

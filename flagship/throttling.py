@@ -1,12 +1,15 @@
-"""Failed-login throttling per client IP and per email, counted in the shared cache (Redis when
-REDIS_URL is set, so every app server sees the same counts)."""
+"""Failed-login throttling per client IP and per email, and write throttling per user, counted
+in the shared cache (Redis when REDIS_URL is set, so every app server sees the same counts)."""
 
 import hashlib
+import math
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.exceptions import Throttled
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.throttling import BaseThrottle
 
 
 def _key(kind: str, value: str) -> str:
@@ -41,3 +44,34 @@ class FailedLoginThrottle:
     def reset_email(self) -> None:
         if len(self.keys) > 1:
             cache.delete(self.keys[1][0])
+
+
+class WriteRateThrottle(BaseThrottle):
+    """At most WRITE_THROTTLE_RATE writes per user per fixed window. The counter is one atomic
+    increment in the cache, so app servers sharing Redis cannot lose each other's counts."""
+
+    def __init__(self, counters=None):
+        self.counters = counters or cache
+        self.wait_seconds = None
+
+    def allow_request(self, request, view) -> bool:
+        user = request.user
+        if request.method in SAFE_METHODS or user is None or not user.is_authenticated:
+            return True
+        limit, period = settings.WRITE_THROTTLE_RATE
+        now = time.time()
+        window = int(now // period)
+        key = f"write-throttle:{user.pk}:{period}:{window}"
+        self.counters.add(key, 0, timeout=period + 1)
+        try:
+            count = self.counters.incr(key)
+        except ValueError:  # the window's key expired between add and incr
+            self.counters.set(key, 1, timeout=period + 1)
+            count = 1
+        if count > limit:
+            self.wait_seconds = max(1, math.ceil((window + 1) * period - now))
+            return False
+        return True
+
+    def wait(self):
+        return self.wait_seconds
