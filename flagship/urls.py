@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from approvals.api import ApprovalRequestViewSet, FlagApprovalRequestList
-from audit.api import AuditEntryViewSet
+from audit.api import AuditEntryViewSet, WebhookViewSet
 from flags.api import EnvironmentViewSet, FlagStateView, FlagViewSet, ProjectViewSet
 from flagship.api import LoginView, MemberViewSet, RefreshView
 from flagship.exceptions import json_not_found, json_server_error
@@ -27,6 +27,7 @@ router.register(
 )
 router.register("approvals", ApprovalRequestViewSet, basename="approval")
 router.register("audit", AuditEntryViewSet, basename="audit")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 
 @require_GET
