@@ -5,6 +5,7 @@ so nothing is sent for a change that rolls back and a slow or failing mail serve
 locks or fails the change (failures are logged).
 """
 
+import json
 import logging
 from functools import partial
 
@@ -54,8 +55,12 @@ def _send(event: str, request_id, to_reviewers: bool, context: dict) -> None:
         if not recipients:
             return
         context = {
-            **context,
             "request": request,
+            "payload": as_json(request.payload),
+            "conflicts": [
+                {key: as_json(value) if key != "field" else value for key, value in item.items()}
+                for item in context.get("conflicts", [])
+            ],
             "url": f"{settings.SITE_URL}/review/{request.pk}/",
         }
         subject = render_to_string(f"emails/approval_{event}_subject.txt", context)
@@ -77,6 +82,11 @@ def _send(event: str, request_id, to_reviewers: bool, context: dict) -> None:
             request_id,
             ", ".join(recipients),
         )
+
+
+def as_json(value) -> str:
+    """Values as the API shows them (true, null), not as Python prints them."""
+    return json.dumps(value, sort_keys=True)
 
 
 def _reviewer_emails(request) -> list[str]:

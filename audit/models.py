@@ -182,7 +182,8 @@ class WebhookDelivery(models.Model):
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
     attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # When the worker may next try; None once delivered or failed for good.
+    next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

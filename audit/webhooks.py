@@ -194,10 +194,14 @@ def record_outcome(delivery: WebhookDelivery, outcome: Outcome) -> None:
     now = timezone.now()
     changes = {"last_status_code": outcome.status_code, "last_error": outcome.error[:2000]}
     if outcome.delivered:
-        changes |= {"status": DeliveryStatus.DELIVERED, "delivered_at": now}
+        changes |= {
+            "status": DeliveryStatus.DELIVERED,
+            "delivered_at": now,
+            "next_attempt_at": None,
+        }
         verdict = "delivered"
     elif delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS or not delivery.webhook.is_active:
-        changes["status"] = DeliveryStatus.FAILED
+        changes |= {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
         verdict = "failed for good"
     else:
         changes["next_attempt_at"] = now + retry_delay(delivery.attempts)

@@ -47,6 +47,7 @@ def test_new_request_emails_the_org_reviewers_after_commit_only(
     assert "new-checkout" in email.subject
     assert f"http://testserver-site/review/{request.pk}/" in email.body
     assert "Roll out the new checkout" in email.body
+    assert 'Payload: {"enabled": true}' in email.body
     html, mimetype = email.alternatives[0]
     assert mimetype == "text/html"
     assert f"http://testserver-site/review/{request.pk}/" in html

@@ -112,7 +112,7 @@ def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
     email = mailoutbox[0]
     assert email.to == [developer.email]
     assert "Not applied" in email.subject
-    assert "percentage_rollout" in email.body
+    assert "percentage_rollout: was 0 when requested, is now 2500, you asked for 5000" in email.body
     assert f"/review/{request.pk}/" in email.body
     assert "percentage_rollout" in email.alternatives[0].content
 
