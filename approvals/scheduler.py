@@ -14,6 +14,10 @@ def apply_next_due(now=None) -> ApprovalRequest | None:
     """Applies (or, on a conflict, reopens) one due request in its own transaction; None when
     nothing is due. Rows another worker holds are skipped, so any number of workers can run."""
     now = now or timezone.now()
+    # A plain read first: an idle worker then never opens a write transaction (on SQLite
+    # that would take the database's write lock every poll).
+    if not ApprovalRequest.objects.due(now).exists():
+        return None
     with transaction.atomic():
         request = (
             ApprovalRequest.objects.due(now)

@@ -149,6 +149,8 @@ def claim_next_due() -> WebhookDelivery | None:
     """Takes one due delivery and moves its next attempt past the lease, in a transaction that
     commits before anything is sent."""
     now = timezone.now()
+    if not WebhookDelivery.objects.due(now).exists():  # see approvals.scheduler.apply_next_due
+        return None
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.due(now)

@@ -166,6 +166,9 @@ class DatabaseProxy:
     def stop(self) -> None:
         """Refuses new connections and cuts the open ones."""
         self.running = False
+        # shutdown() wakes the thread blocked in accept(); close() alone would not on Linux.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for sock in self.connections:
             with contextlib.suppress(OSError):
@@ -178,6 +181,9 @@ class DatabaseProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if not self.running:
+                client.close()
                 return
             upstream = socket.create_connection(self.target)
             self.connections += [client, upstream]

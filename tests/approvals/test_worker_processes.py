@@ -156,6 +156,6 @@ def test_worker_survives_a_database_restart(acme, owner, developer, admin, tmp_p
         wait_until(lambda: applied_count(ids) == 1, timeout=60, message="the apply")
         assert worker.process.poll() is None, "the worker kept running through the outage"
     finally:
-        proxy.stop()
         assert worker.stop() == 0
+        proxy.stop()
     assert "applied scheduled approval request" in worker.output()
