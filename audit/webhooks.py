@@ -46,11 +46,11 @@ def refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> b
     return not address.is_global or address.is_multicast
 
 
-def resolve_target(url: str) -> tuple[str, str, int, str]:
-    """Returns (scheme, host, port, address to connect to) or raises UnsafeTarget.
+def resolve_target(url: str) -> tuple[str, str, int, list[str]]:
+    """Returns (scheme, host, port, addresses to connect to) or raises UnsafeTarget.
 
-    The address returned is the one checked, and the sender connects to exactly that address,
-    so a DNS answer that changes between the check and the request cannot redirect it.
+    The addresses returned are the ones checked, and the sender connects only to them, so a DNS
+    answer that changes between the check and the request cannot redirect it.
     """
     try:
         parts = urlsplit(url)
@@ -79,7 +79,7 @@ def resolve_target(url: str) -> tuple[str, str, int, str]:
             "address, which webhooks may not reach",
             fields={"url": ["Must resolve to a public address."]},
         )
-    return parts.scheme, host, port, str(addresses[0])
+    return parts.scheme, host, port, list(dict.fromkeys(str(address) for address in addresses))
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -103,7 +103,7 @@ class Outcome:
 def post(url: str, body: bytes, headers: dict) -> Outcome:
     """POSTs without following redirects, to the address the target check approved."""
     try:
-        scheme, host, port, address = resolve_target(url)
+        scheme, host, port, addresses = resolve_target(url)
     except UnsafeTarget as exc:
         return Outcome(error=exc.message)
     parts = urlsplit(url)
@@ -115,10 +115,10 @@ def post(url: str, body: bytes, headers: dict) -> Outcome:
         http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
     )
     connection = connection_class(host, port, timeout=timeout)
-    # http.client would resolve the host again; pin it to the checked address (TLS still
+    # http.client would resolve the host again; pin it to the checked addresses (TLS still
     # verifies the certificate against the host name).
-    connection._create_connection = lambda _address, *args: socket.create_connection(
-        (address, port), *args
+    connection._create_connection = lambda _address, timeout, *args: connect_first(
+        addresses, port, timeout
     )
     try:
         connection.request("POST", path, body=body, headers=headers)
@@ -132,6 +132,17 @@ def post(url: str, body: bytes, headers: dict) -> Outcome:
         return Outcome(error=f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__)
     finally:
         connection.close()
+
+
+def connect_first(addresses: list[str], port: int, timeout: float) -> socket.socket:
+    """Tries each address in resolver order, as socket.create_connection does for a name."""
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            error = exc
+    raise error or OSError(f"no address to connect to on port {port}")
 
 
 def claim_lease() -> timedelta:
