@@ -1,6 +1,8 @@
 """`/v1/webhooks`: owners and admins manage their organization's webhooks."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEntry, Webhook, WebhookDelivery
 from flags.models import FlagState
@@ -249,3 +251,31 @@ def test_deliveries_lists_status_code_error_and_attempts_newest_first(api, acme,
     assert newest["last_status_code"] == 500
     assert newest["last_error"] == "HTTP 500 Internal Server Error"
     assert newest["payload"]["data"]["after"]["percentage_rollout"] == 2500
+
+
+def queries_for(client, url) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_webhook_and_delivery_lists_take_a_fixed_number_of_queries(api, acme, admin):
+    webhook = make_webhook(acme.org, events=["flag_state.updated"])
+    state = FlagState.objects.get(flag=acme.flag, environment=acme.development)
+    state.change_directly(by=admin, changes={"enabled": True})
+    client = api(admin)
+    few = [
+        queries_for(client, "/v1/webhooks"),
+        queries_for(client, f"/v1/webhooks/{webhook.pk}/deliveries"),
+    ]
+
+    for number in range(5):
+        make_webhook(acme.org, events=["flag_state.updated"])
+        state.change_directly(by=admin, changes={"percentage_rollout": number * 100})
+    many = [
+        queries_for(client, "/v1/webhooks"),
+        queries_for(client, f"/v1/webhooks/{webhook.pk}/deliveries"),
+    ]
+
+    assert WebhookDelivery.objects.filter(webhook=webhook).count() == 6
+    assert many == few
