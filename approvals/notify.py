@@ -40,11 +40,13 @@ def scheduled_apply_failed(request, conflicts: list[dict]) -> None:
     _after_commit("schedule_failed", request.pk, conflicts=conflicts)
 
 
-def _after_commit(event: str, request_id, *, to_reviewers: bool = False, **context) -> None:
-    transaction.on_commit(partial(_send, event, request_id, to_reviewers, context))
+def _after_commit(
+    event: str, request_id, *, to_reviewers: bool = False, conflicts: list[dict] = ()
+) -> None:
+    transaction.on_commit(partial(_send, event, request_id, to_reviewers, list(conflicts)))
 
 
-def _send(event: str, request_id, to_reviewers: bool, context: dict) -> None:
+def _send(event: str, request_id, to_reviewers: bool, conflicts: list[dict]) -> None:
     from approvals.models import ApprovalRequest
 
     try:
@@ -59,7 +61,7 @@ def _send(event: str, request_id, to_reviewers: bool, context: dict) -> None:
             "payload": as_json(request.payload),
             "conflicts": [
                 {key: as_json(value) if key != "field" else value for key, value in item.items()}
-                for item in context.get("conflicts", [])
+                for item in conflicts
             ],
             "url": f"{settings.SITE_URL}/review/{request.pk}/",
         }
