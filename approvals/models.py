@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
+from approvals import notify
 from audit.models import record
 from flags.models import STATE_FIELDS, FlagState
 from flags.validation import validate_state_changes
@@ -302,6 +303,7 @@ class ApprovalRequest(models.Model):
                 after=request.audit_snapshot(),
                 metadata={"approval_id": str(request.pk)},
             )
+            notify.request_created(request)
         return request
 
     # ----- reads ------------------------------------------------------------------------------
@@ -422,6 +424,9 @@ class ApprovalRequest(models.Model):
             )
             if locked.status == Status.APPLIED:
                 locked._write_payload(state, actor=by, applied_at=now)
+                notify.request_applied(locked)
+            elif locked.status == Status.APPROVED:
+                notify.request_approved(locked)
         self.refresh_from_db()
 
     def reject(self, *, by, note: str = "") -> None:
@@ -452,6 +457,7 @@ class ApprovalRequest(models.Model):
                 after=locked.audit_snapshot(),
                 metadata={"approval_id": str(locked.pk), "note": note},
             )
+            notify.request_rejected(locked)
         self.refresh_from_db()
 
     def cancel(self, *, by, note: str = "") -> None:
@@ -516,11 +522,13 @@ class ApprovalRequest(models.Model):
                     after=locked.audit_snapshot(),
                     metadata={"approval_id": str(locked.pk), "conflicts": conflicts},
                 )
+                notify.scheduled_apply_failed(locked, conflicts)
                 applied = False
             else:
                 locked._move_to(Status.APPLIED)
                 locked.save(update_fields=["status", "updated_at"])
                 locked._write_payload(state, actor=None, applied_at=now)
+                notify.request_applied(locked)
                 applied = True
         self.refresh_from_db()
         return applied

@@ -3,7 +3,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from audit.models import AuditEntry
+from audit.models import AuditEntry, Webhook, WebhookDelivery
 from flagship.admin import OrgScopedAdmin
 
 
@@ -45,3 +45,42 @@ class AuditEntryAdmin(OrgScopedAdmin):
     @admin.display(description="metadata")
     def details(self, entry):
         return pretty_json(entry.metadata)
+
+
+@admin.register(Webhook)
+class WebhookAdmin(OrgScopedAdmin):
+    """Read-only here (managed through /v1/webhooks, which audits changes); the secret is never
+    shown."""
+
+    list_display = ["url", "org", "events", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["url"]
+    fields = ["org", "url", "events", "is_active", "secret_updated_at", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(OrgScopedAdmin):
+    list_display = ["created_at", "event_type", "webhook", "status", "attempts", "last_status_code"]
+    list_filter = ["status", "event_type"]
+    search_fields = ["webhook__url", "event_type", "last_error"]
+    list_select_related = ["webhook"]
+    fields = [
+        "webhook",
+        "event_type",
+        "event_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "last_error",
+        "delivered_at",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(webhook__org_id=request.user.org_id)

@@ -1,6 +1,11 @@
 from django.db import transaction
 
-from audit.models import record
+
+def record(**entry):
+    # Imported on use: audit.models builds its own audited models on this mixin.
+    from audit.models import record
+
+    return record(**entry)
 
 
 class AuditedModel:

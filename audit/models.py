@@ -10,6 +10,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from audit.context import current_request_metadata
+from audit.mixins import AuditedModel
 from flagship.models import Organization, OrgScopedQuerySet
 
 
@@ -167,4 +168,163 @@ def record(
     with transaction.atomic(savepoint=False):
         entry.append_to_chain(AuditEntry.objects.lock_chain_head(org_id))
         entry.save(force_insert=True)
+        # The audit log is the webhooks' event stream: the deliveries commit or roll back with it.
+        WebhookDelivery.enqueue_for(entry)
     return entry
+
+
+# ----- outbound webhooks -----------------------------------------------------------------------
+
+WEBHOOK_EVENTS = (
+    "approval.created",
+    "approval.approved",
+    "approval.rejected",
+    "approval.cancelled",
+    "flag.approved_change_applied",
+    "flag_state.updated",
+)
+ALL_EVENTS = "*"
+
+
+class WebhookQuerySet(OrgScopedQuerySet):
+    def for_api_list(self):
+        return self.order_by("-created_at", "-id")
+
+
+class Webhook(AuditedModel, models.Model):
+    """An HTTP endpoint of another system that hears about the audit actions it subscribes to."""
+
+    audit_resource_type = "webhook"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(
+        "flagship.Organization", on_delete=models.CASCADE, related_name="webhooks"
+    )
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(default=list, help_text=f"Audit actions, or {ALL_EVENTS!r}.")
+    # Signs each body (HMAC-SHA256); the API accepts it but never shows it.
+    secret = models.CharField(max_length=200)
+    secret_updated_at = models.DateTimeField(default=timezone.now, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = WebhookQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["org", "is_active"], name="webhook_org_active")]
+
+    def __str__(self):
+        return self.url
+
+    def audit_snapshot(self) -> dict:
+        # Never the secret: the audit log is readable by every member. Its rotation shows as a
+        # new secret_updated_at.
+        return {
+            "url": self.url,
+            "events": self.events,
+            "is_active": self.is_active,
+            "secret_updated_at": self.secret_updated_at,
+        }
+
+    def subscribes_to(self, action: str) -> bool:
+        return ALL_EVENTS in self.events or action in self.events
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class WebhookDeliveryQuerySet(models.QuerySet):
+    def due(self, now=None):
+        return self.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=now or timezone.now()
+        )
+
+    def newest_first(self):
+        return self.order_by("-created_at", "-id")
+
+
+class WebhookDelivery(models.Model):
+    """The outbox: one event to send to one webhook, retried by the worker until delivered or
+    out of attempts."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event_type = models.CharField(max_length=64)
+    event_id = models.UUIDField(help_text="The audit entry this delivery announces.")
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the worker may next try; None once delivered or failed for good.
+    next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WebhookDeliveryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=DeliveryStatus.values),
+                name="webhook_delivery_status_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="webhook_delivery_due",
+            ),
+            models.Index(fields=["webhook", "-created_at"], name="webhook_delivery_webhook"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} to {self.webhook_id} ({self.status})"
+
+    @classmethod
+    def enqueue_for(cls, entry: AuditEntry) -> None:
+        """Queues the entry for every active webhook of its org subscribed to its action. One
+        query when the org has no webhooks; call it in the entry's transaction."""
+        webhooks = [
+            webhook
+            for webhook in Webhook.objects.filter(org_id=entry.org_id, is_active=True).only(
+                "id", "events"
+            )
+            if webhook.subscribes_to(entry.action)
+        ]
+        if not webhooks:
+            return
+        payload = event_payload(entry)
+        cls.objects.bulk_create(
+            cls(webhook=webhook, event_type=entry.action, event_id=entry.pk, payload=payload)
+            for webhook in webhooks
+        )
+
+
+def event_payload(entry: AuditEntry) -> dict:
+    return {
+        "type": entry.action,
+        "id": str(entry.pk),
+        "org_id": str(entry.org_id),
+        "occurred_at": entry.created_at,
+        "data": {
+            "resource": {"type": entry.resource_type, "id": entry.resource_id},
+            "actor": {
+                "type": entry.actor_type,
+                "id": str(entry.actor_id) if entry.actor_id else None,
+            },
+            "before": entry.before_state,
+            "after": entry.after_state,
+            "metadata": entry.metadata,
+        },
+    }

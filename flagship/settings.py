@@ -270,6 +270,44 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Email notifications: printed to the console unless EMAIL_HOST names an SMTP server.
+# (Django 6.1 configures mail through MAILERS; EMAIL_HOST etc. stay the variables' names.)
+smtp_host = env_str("EMAIL_HOST", "")
+MAILERS = {
+    "default": {
+        "BACKEND": env_str(
+            "EMAIL_BACKEND",
+            "django.core.mail.backends.smtp.EmailBackend"
+            if smtp_host
+            else "django.core.mail.backends.console.EmailBackend",
+        ),
+        "OPTIONS": {
+            "host": smtp_host,
+            "port": env_int("EMAIL_PORT", 587),
+            "username": env_str("EMAIL_HOST_USER", ""),
+            "password": env_str("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", True),
+            "use_ssl": env_bool("EMAIL_USE_SSL", False),
+            "timeout": env_int("EMAIL_TIMEOUT", 10),
+        }
+        if smtp_host
+        else {},
+    }
+}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Flagship <flagship@localhost>")
+
+# Outbound webhooks, sent by `manage.py run_worker`.
+# Targets resolving to loopback, link-local, private or metadata addresses are refused unless
+# this is on (for webhooks inside a private network, and for tests).
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 5)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+# Retry n waits WEBHOOK_RETRY_BASE_SECONDS * 2**(n-1): 10 s, 20 s, 40 s ... with the defaults.
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 10)
+
+# How often an idle worker looks for due scheduled changes and webhook deliveries.
+WORKER_POLL_SECONDS = env_int("WORKER_POLL_SECONDS", 1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

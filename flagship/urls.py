@@ -12,7 +12,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from approvals.api import ApprovalRequestViewSet, FlagApprovalRequestList
-from audit.api import AuditEntryViewSet
+from audit.api import AuditEntryViewSet, WebhookViewSet
 from flags.api import EnvironmentViewSet, FlagStateView, FlagViewSet, ProjectViewSet
 from flagship import views as web_views
 from flagship.api import LoginView, MemberViewSet, RefreshView
@@ -33,6 +33,7 @@ router.register(
 )
 router.register("approvals", ApprovalRequestViewSet, basename="approval")
 router.register("audit", AuditEntryViewSet, basename="audit")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 
 @require_GET

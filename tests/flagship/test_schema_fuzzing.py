@@ -16,6 +16,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from approvals.models import ApprovalRequest, ChangeType
+from audit.models import Webhook
 from flagship.wsgi import application
 
 CHECKS = [
@@ -60,8 +61,12 @@ def seeded(acme, owner, developer, settings):
         "flag_key": acme.flag.key,
         "user_id": str(developer.pk),
     }
+    webhook = Webhook.objects.create(
+        org=acme.org, url="https://hooks.example.com/flagship", events=["*"], secret="s3cret"
+    )
     ids_by_collection = {
         "approvals": str(approval.pk),
+        "webhooks": str(webhook.pk),
         "projects": str(acme.project.pk),
         "environments": str(acme.staging.pk),
     }

@@ -416,3 +416,29 @@ def test_admin_filters_do_not_name_other_organizations_projects(
         response = client.get(url)
         assert response.status_code == 200
         assert "Globex secret" not in response.content.decode(), url
+
+
+def test_webhook_admin_never_shows_the_secret_and_other_orgs_are_hidden(
+    client, acme, owner, other_org
+):
+    from audit.models import Webhook, WebhookDelivery
+
+    own = Webhook.objects.create(
+        org=acme.org, url="https://hooks.acme.test/a", events=["*"], secret="very-secret-value"
+    )
+    Webhook.objects.create(
+        org=other_org.org, url="https://hooks.globex.test/b", events=["*"], secret="other"
+    )
+    WebhookDelivery.objects.create(
+        webhook=own, event_type="approval.created", event_id=own.pk, payload={}
+    )
+    client.force_login(owner)
+    listing = client.get("/admin/audit/webhook/")
+    assert b"hooks.acme.test" in listing.content
+    assert b"hooks.globex.test" not in listing.content
+    detail = client.get(f"/admin/audit/webhook/{own.pk}/change/")
+    assert detail.status_code == 200
+    assert b"very-secret-value" not in detail.content
+    deliveries = client.get("/admin/audit/webhookdelivery/")
+    assert deliveries.status_code == 200
+    assert b"approval.created" in deliveries.content
