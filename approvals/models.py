@@ -82,8 +82,8 @@ def payload_for_change_type(change_type: str, payload) -> dict:
     if implied_enabled is not None:
         if payload.get("enabled", implied_enabled) is not implied_enabled:
             raise InvalidInput(
-                f"payload.enabled must be {str(implied_enabled).lower()} for a "
-                f"{change_type} request",
+                f"payload.enabled must be {str(implied_enabled).lower()} "
+                f"for change_type {change_type}",
                 fields={"payload.enabled": [f"Must be {str(implied_enabled).lower()}."]},
             )
         payload = {"enabled": implied_enabled, **payload}

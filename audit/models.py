@@ -180,6 +180,7 @@ WEBHOOK_EVENTS = (
     "approval.approved",
     "approval.rejected",
     "approval.cancelled",
+    "approval.schedule_conflicted",
     "flag.approved_change_applied",
     "flag_state.updated",
 )

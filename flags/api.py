@@ -125,7 +125,7 @@ class FlagViewSet(ProjectScopedMixin, AuditedCrudMixin, viewsets.ModelViewSet):
         "create": permissions.EDIT_FLAGS,
         "partial_update": permissions.EDIT_FLAGS,
         # Deleting a flag removes it from every environment, protected ones included.
-        "destroy": permissions.MANAGE,
+        "destroy": permissions.DELETE_FLAGS,
     }
     lookup_url_kwarg = "flag_key"
     lookup_value_regex = "[^/]+"

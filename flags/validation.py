@@ -27,6 +27,8 @@ OPERATORS = (
     "regex",
 )
 MATCH_TYPES = ("all", "any")
+# Numbers beyond this lose precision in JavaScript clients and overflow float conversion.
+MAX_SAFE_INTEGER = 2**53 - 1
 MAX_RULES = 100
 MAX_VARIANTS = 50
 MAX_CONDITIONS = 20
@@ -43,7 +45,9 @@ def value_matches_type(flag_type: str, value) -> bool:
     if flag_type == FlagType.STRING:
         return isinstance(value, str)
     if flag_type == FlagType.NUMBER:
-        return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+        if is_int(value):
+            return abs(value) <= MAX_SAFE_INTEGER
+        return isinstance(value, float) and math.isfinite(value)
     return True  # json: any JSON value
 
 

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
@@ -19,8 +20,15 @@ class MemberJWTAuthentication(JWTAuthentication):
             return User.objects.select_related("membership__org").get(
                 pk=user_id, is_active=True, membership__isnull=False
             )
-        except (User.DoesNotExist, ValueError, TypeError):
+        except (User.DoesNotExist, ValidationError, ValueError, TypeError):
             raise AuthenticationFailed("user not found or no longer a member") from None
+
+    def authenticate(self, request):
+        try:
+            return super().authenticate(request)
+        except (OverflowError, ValueError, TypeError):
+            # A validly signed token with absurd claims (an `exp` past year 9999, say).
+            raise InvalidToken("token contains invalid claims") from None
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'

@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -84,6 +85,18 @@ def api_exception_handler(exc, context):
             {"error": "the change conflicts with existing data; reload and try again"},
             status=status.HTTP_409_CONFLICT,
         )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"error": "request body is too large"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, exceptions.Throttled):
+        reason = getattr(exc, "reason", "too many requests")
+        return Response(
+            {"error": f"{reason}; retry in {exc.wait} seconds"},
+            status=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(exc.wait)},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("not found")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -119,11 +132,25 @@ def sentence(detail) -> str:
     if isinstance(detail, dict):
         detail = detail.get("detail") or next(iter(detail.values()), "")
     text = str(detail).strip()
-    return text[:1].lower() + text[1:].rstrip(".") if text else "error"
+    if not text:
+        return "error"
+    # "Not found." -> "not found", but "JSON parse error" keeps its acronym.
+    if len(text) > 1 and text[1].islower():
+        text = text[:1].lower() + text[1:]
+    return text.rstrip(".")
 
 
 def json_not_found(request, exception=None):
     return JsonResponse({"error": "not found"}, status=404)
+
+
+def csrf_failure(request, reason=""):
+    if request.path.startswith("/v1/") or request.path in ("/v1", "/healthz"):
+        # The API takes bearer tokens, never cookies; a CSRF refusal here means no such route.
+        return JsonResponse({"error": "not found"}, status=404)
+    from django.views.csrf import csrf_failure as html_csrf_failure
+
+    return html_csrf_failure(request, reason)
 
 
 def json_server_error(request):

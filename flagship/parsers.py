@@ -17,7 +17,10 @@ class StrictJSONParser(JSONParser):
     jsonb, so they are refused up front with a 400 instead of failing at write time."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON is nested too deeply") from None
         if contains_nul(data):
             raise ParseError("JSON strings must not contain NUL (\\u0000) characters")
         return data

@@ -42,6 +42,7 @@ PROPOSE = Ability(EDITOR_ROLES, "create approval requests")
 REVIEW = Ability(MANAGER_ROLES, "review approval requests")
 CANCEL = Ability(EDITOR_ROLES, "cancel approval requests")
 MANAGE = Ability(MANAGER_ROLES, "manage projects, environments, protection settings or members")
+DELETE_FLAGS = Ability(MANAGER_ROLES, "delete flags")
 GRANT_OWNER = Ability(frozenset({Role.OWNER}), "grant or revoke the owner role")
 
 

@@ -1,21 +1,51 @@
+import re
+
 from django.contrib.auth import password_validation
 from rest_framework import serializers
 
 from flagship.models import Membership, Organization, Role, User
 
+RFC3339_OFFSET = re.compile(r"(Z|z|[+-]\d{2}:\d{2})$")
+
+
+def json_type_problem(field, value) -> str | None:
+    """DRF coerces "yes" to True, "2" to 2 and 5 to "5"; a JSON API takes the JSON types only."""
+    if value is None:
+        return None  # allow_null is DRF's to check
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be true or false."
+    if isinstance(field, serializers.IntegerField):
+        is_integer = isinstance(value, int) and not isinstance(value, bool)
+        return None if is_integer else "Must be an integer."
+    if isinstance(field, serializers.CharField | serializers.ChoiceField):
+        return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, serializers.DateTimeField) and (
+        not isinstance(value, str) or not RFC3339_OFFSET.search(value.strip())
+    ):
+        return "Must be an RFC 3339 timestamp with a time zone, e.g. 2026-04-01T09:00:00Z."
+    return None
+
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, naming them, instead of silently dropping them."""
+    """Refuses fields it does not know, naming them, instead of silently dropping them, and
+    values of the wrong JSON type instead of coercing them."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
-            writable = {name for name, field in self.fields.items() if not field.read_only}
-            unknown = sorted(set(data) - writable)
+            writable = {name: field for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - set(writable))
             if unknown:
                 raise serializers.ValidationError(
                     {name: ["Unknown field."] for name in unknown}
                     | {"non_field_errors": [f"Unknown field(s): {', '.join(unknown)}."]}
                 )
+            wrong_types = {
+                name: [problem]
+                for name, value in data.items()
+                if (problem := json_type_problem(writable[name], value))
+            }
+            if wrong_types:
+                raise serializers.ValidationError(wrong_types)
         return super().to_internal_value(data)
 
 

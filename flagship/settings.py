@@ -233,6 +233,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "flagship.schema.FlagshipAutoSchema",
     "EXCEPTION_HANDLER": "flagship.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # OPTIONS answers 405: the OpenAPI schema describes every endpoint.
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_THROTTLE_CLASSES": ["flagship.throttling.WriteRateThrottle"],
 }
 

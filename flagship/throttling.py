@@ -30,7 +30,9 @@ class FailedLoginThrottle:
             entry = cache.get(key)
             if entry and entry["count"] >= limit:
                 wait = max(1, int(entry["window_ends"] - time.time()))
-                raise Throttled(wait=wait, detail="too many failed login attempts; try later")
+                throttled = Throttled(wait=wait)
+                throttled.reason = "too many failed login attempts"
+                raise throttled
 
     def record_failure(self) -> None:
         now = time.time()

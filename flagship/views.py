@@ -2,14 +2,26 @@
 repeated failures."""
 
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
+from django.views.generic import TemplateView
 from rest_framework.exceptions import Throttled
 
 from audit.middleware import client_ip
 from flagship.throttling import FailedLoginThrottle
 
 
+class EmailAuthenticationForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": (
+            "Please enter a correct email and password. The password is case-sensitive."
+        ),
+    }
+
+
 class LoginView(auth_views.LoginView):
     template_name = "flagship/login.html"
+    form_class = EmailAuthenticationForm
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
@@ -20,7 +32,8 @@ class LoginView(auth_views.LoginView):
             self.throttle.check()
         except Throttled as throttled:
             context = self.get_context_data(
-                form=self.get_form_class()(request), login_refused=throttled.detail
+                form=self.get_form_class()(request),
+                login_refused=f"{throttled.reason}; try again in {throttled.wait} seconds.",
             )
             response = self.render_to_response(context, status=429)
             response["Retry-After"] = str(throttled.wait)
@@ -34,3 +47,13 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         self.throttle.reset_email()
         return super().form_valid(form)
+
+
+class LogoutView(auth_views.LogoutView):
+    """Logging out is a POST (a link could otherwise log people out); a typed-in /logout/ gets a
+    page with the button instead of a bare 405."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request, *args, **kwargs):
+        return TemplateView.as_view(template_name="flagship/logout.html")(request)

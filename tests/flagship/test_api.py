@@ -241,3 +241,96 @@ class TestHostileInput:
         response = api(developer).post("/v1/approvals", [1, 2], format="json")
         assert response.status_code == 400
         assert response.json()["error"]
+
+    def test_writes_to_unknown_routes_are_json_404_not_csrf_pages(self, api, acme, viewer):
+        client = api(viewer)
+        client.handler.enforce_csrf_checks = True
+        for path in ("/v1/nope", "/v1", "/v1/approvals/x/y", "/v1/auth/login/"):
+            response = client.post(path, {}, format="json")
+            assert response.status_code == 404, path
+            assert response.json() == {"error": "not found"}
+
+    def test_deeply_nested_json_is_400(self, api, acme, developer):
+        body = '{"payload": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        response = api(developer).post("/v1/approvals", body, content_type="application/json")
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("JSON")
+
+    def test_oversized_body_is_413(self, api, acme, developer):
+        body = '{"description": "' + "x" * 3_000_000 + '"}'
+        response = api(developer).post("/v1/approvals", body, content_type="application/json")
+        assert response.status_code == 413
+        assert response.json() == {"error": "request body is too large"}
+
+    def test_number_beyond_the_safe_range_is_400(self, api, acme, developer):
+        url = f"/v1/projects/{acme.project.pk}/flags"
+        body = {"key": "big", "name": "Big", "flag_type": "number", "default_value": 10**400}
+        response = api(developer).post(url, body, format="json")
+        assert response.status_code == 400
+        assert "default_value" in response.json()["fields"]
+
+    @pytest.mark.parametrize(
+        ("path", "body", "field"),
+        [
+            (
+                "approval_review",
+                {"action": "approve", "ignore_conflicts": "yes"},
+                "ignore_conflicts",
+            ),
+            ("approval_review", {"action": "approve", "note": 5}, "note"),
+            ("environment", {"min_approvals": "2"}, "min_approvals"),
+            ("environment", {"requires_approval": "yes"}, "requires_approval"),
+            ("approvals", {"execution_date": "2099-01-01T00:00:00"}, "execution_date"),
+        ],
+    )
+    def test_values_of_the_wrong_json_type_are_400_not_coerced(
+        self, api, acme, owner, developer, path, body, field
+    ):
+        from tests.approvals.helpers import create_body
+
+        request = propose(acme, developer)
+        urls = {
+            "approval_review": f"/v1/approvals/{request.pk}/review",
+            "environment": f"/v1/projects/{acme.project.pk}/environments/{acme.staging.pk}",
+            "approvals": "/v1/approvals",
+        }
+        if path == "approvals":
+            body = create_body(acme, **body)
+        method = "patch" if path == "environment" else "post"
+        response = getattr(api(owner), method)(urls[path], body, format="json")
+        assert response.status_code == 400
+        assert field in response.json()["fields"]
+        request.refresh_from_db()
+        assert request.status == "pending"
+
+    def test_options_is_405(self, api, acme, viewer):
+        response = api(viewer).options("/v1/approvals")
+        assert response.status_code == 405
+        assert response.json()["error"]
+
+
+class TestForgedTokens:
+    """Tokens signed with the server's key but carrying absurd claims (the development key is
+    public, so a careless deployment could face these)."""
+
+    def forge(self, **claims):
+        import jwt
+        from django.conf import settings as django_settings
+
+        payload = {"token_type": "access", "exp": 4_000_000_000, "jti": "x", **claims}
+        return jwt.encode(payload, django_settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS256")
+
+    @pytest.mark.parametrize(
+        "claims",
+        [
+            {"user_id": "not-a-uuid"},
+            {"user_id": ["a"]},
+            {"user_id": {"a": 1}},
+            {"user_id": "00000000-0000-0000-0000-000000000000", "exp": 10**20},
+        ],
+    )
+    def test_absurd_claims_are_401(self, api, acme, claims):
+        token = self.forge(**claims)
+        response = api().get("/v1/projects", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 401
+        assert response.json()["error"]

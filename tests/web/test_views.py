@@ -75,7 +75,7 @@ def test_login_is_refused_with_429_after_repeated_failures(client, admin, settin
         client.post("/login/", {"username": "admin@acme.test", "password": "nope"})
     response = client.post("/login/", {"username": "admin@acme.test", "password": PASSWORD})
     assert response.status_code == 429
-    assert "Too many failed login attempts; try later" in response.content.decode()
+    assert "Too many failed login attempts; try again in" in response.content.decode()
     assert "_auth_user_id" not in client.session
 
 
@@ -548,3 +548,19 @@ def test_an_overlong_note_is_refused_before_reaching_the_model(browser_for, admi
     assert messages_of(response) == ["Ensure this value has at most 5000 characters (it has 5001)."]
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
+
+
+def test_typing_logout_shows_a_page_with_the_button(client, admin):
+    client.force_login(admin)
+    response = client.get("/logout/")
+    assert response.status_code == 200
+    assert b'action="/logout/"' in response.content
+    assert client.get("/review/").status_code == 200  # still logged in
+    client.post("/logout/")
+    assert client.get("/review/").status_code == 302
+
+
+def test_wrong_password_message_says_only_the_password_is_case_sensitive(client, admin):
+    response = client.post("/login/", {"username": "admin@acme.test", "password": "nope"})
+    assert b"The password is case-sensitive." in response.content
+    assert b"both fields" not in response.content
