@@ -378,12 +378,7 @@ class ApprovalRequest(models.Model):
         permissions.REVIEW.require(by)
         with transaction.atomic():
             locked = self._lock(by)
-            if locked.status != Status.PENDING:
-                raise StateConflict(NOT_PENDING)
-            if locked.requestor_id == by.pk:
-                raise NotPermitted(OWN_REQUEST)
-            if locked.reviews.filter(reviewer=by, is_current=True).exists():
-                raise StateConflict("you have already reviewed this request")
+            locked._check_reviewable_by(by)
             state = locked._lock_state()
             conflicts = locked.conflicts_with(state)
             if conflicts and not ignore_conflicts:
@@ -433,12 +428,7 @@ class ApprovalRequest(models.Model):
         permissions.REVIEW.require(by)
         with transaction.atomic():
             locked = self._lock(by)
-            if locked.status != Status.PENDING:
-                raise StateConflict(NOT_PENDING)
-            if locked.requestor_id == by.pk:
-                raise NotPermitted(OWN_REQUEST)
-            if locked.reviews.filter(reviewer=by, is_current=True).exists():
-                raise StateConflict("you have already reviewed this request")
+            locked._check_reviewable_by(by)
             Review.objects.create(
                 approval_request=locked, reviewer=by, action=ReviewAction.REJECT, note=note
             )
@@ -553,6 +543,15 @@ class ApprovalRequest(models.Model):
             flag_id=self.flag_id, environment_id=self.environment_id
         )
         return state
+
+    def _check_reviewable_by(self, by) -> None:
+        """The review checks after the lock, in the SPEC's order: open, not own, not twice."""
+        if self.status != Status.PENDING:
+            raise StateConflict(NOT_PENDING)
+        if self.requestor_id == by.pk:
+            raise NotPermitted(OWN_REQUEST)
+        if self.reviews.filter(reviewer=by, is_current=True).exists():
+            raise StateConflict("you have already reviewed this request")
 
     def _move_to(self, status: str) -> None:
         if status not in ALLOWED_TRANSITIONS.get(self.status, ()):

@@ -6,7 +6,30 @@ from flags.validation import value_matches_type
 from flagship.serializers import StrictModelSerializer, StrictSerializer
 
 
-class ProjectSerializer(StrictModelSerializer):
+class SluggedSerializer(StrictModelSerializer):
+    """Derives the slug from the name when none is given and keeps it unique among `siblings()`."""
+
+    taken_message = "This slug is taken."
+
+    def siblings(self):
+        raise NotImplementedError
+
+    def validate(self, attrs):
+        if "slug" not in attrs and self.instance is None:
+            attrs["slug"] = slugify(attrs.get("name", ""))[:100]
+            if not attrs["slug"]:
+                raise serializers.ValidationError({"slug": ["Give a slug; none could be derived."]})
+        slug = attrs.get("slug")
+        if slug:
+            taken = self.siblings().filter(slug=slug)
+            if self.instance is not None:
+                taken = taken.exclude(pk=self.instance.pk)
+            if taken.exists():
+                raise serializers.ValidationError({"slug": [self.taken_message]})
+        return attrs
+
+
+class ProjectSerializer(SluggedSerializer):
     org_id = serializers.UUIDField(read_only=True)
     slug = serializers.SlugField(max_length=100, required=False)
 
@@ -15,23 +38,13 @@ class ProjectSerializer(StrictModelSerializer):
         fields = ["id", "org_id", "name", "slug", "created_at"]
         read_only_fields = ["id", "org_id", "created_at"]
 
-    def validate(self, attrs):
-        org_id = self.context["request"].user.org_id
-        if "slug" not in attrs and self.instance is None:
-            attrs["slug"] = slugify(attrs.get("name", ""))[:100]
-            if not attrs["slug"]:
-                raise serializers.ValidationError({"slug": ["Give a slug; none could be derived."]})
-        slug = attrs.get("slug")
-        if slug:
-            taken = Project.objects.filter(org_id=org_id, slug=slug)
-            if self.instance is not None:
-                taken = taken.exclude(pk=self.instance.pk)
-            if taken.exists():
-                raise serializers.ValidationError({"slug": ["A project with this slug exists."]})
-        return attrs
+    taken_message = "A project with this slug exists."
+
+    def siblings(self):
+        return Project.objects.filter(org_id=self.context["request"].user.org_id)
 
 
-class EnvironmentSerializer(StrictModelSerializer):
+class EnvironmentSerializer(SluggedSerializer):
     project_id = serializers.UUIDField(read_only=True)
     slug = serializers.SlugField(max_length=100, required=False)
 
@@ -49,22 +62,10 @@ class EnvironmentSerializer(StrictModelSerializer):
         ]
         read_only_fields = ["id", "project_id", "created_at"]
 
-    def validate(self, attrs):
-        project = self.context["project"]
-        if "slug" not in attrs and self.instance is None:
-            attrs["slug"] = slugify(attrs.get("name", ""))[:100]
-            if not attrs["slug"]:
-                raise serializers.ValidationError({"slug": ["Give a slug; none could be derived."]})
-        slug = attrs.get("slug")
-        if slug:
-            taken = Environment.objects.filter(project=project, slug=slug)
-            if self.instance is not None:
-                taken = taken.exclude(pk=self.instance.pk)
-            if taken.exists():
-                raise serializers.ValidationError(
-                    {"slug": ["An environment with this slug exists in the project."]}
-                )
-        return attrs
+    taken_message = "An environment with this slug exists in the project."
+
+    def siblings(self):
+        return Environment.objects.filter(project=self.context["project"])
 
 
 class FlagSerializer(StrictModelSerializer):
