@@ -4,7 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from approvals.filters import ApprovalRequestFilter
-from approvals.models import ApprovalRequest, ReviewAction
+from approvals.models import ApprovalRequest, ReviewAction, StatusTotal
 from approvals.serializers import (
     ApprovalCreateSerializer,
     ApprovalRequestSerializer,
@@ -34,7 +34,21 @@ class ApprovalRequestViewSet(
         return ApprovalRequest.objects.visible_to(self.request.user).with_details().newest_first()
 
     def get_object(self):
-        return get_or_404(self.get_queryset(), "approval request", pk=self.kwargs["pk"])
+        # Transitions re-read the row under lock; only a read shows the details.
+        queryset = (
+            self.get_queryset()
+            if self.action == "retrieve"
+            else ApprovalRequest.objects.visible_to(self.request.user)
+        )
+        return get_or_404(queryset, "approval request", pk=self.kwargs["pk"])
+
+    def count_total(self, queryset):
+        """From the per-status totals when only `status` narrows the list (the common case,
+        and the one that would count up to every row of the org); otherwise a COUNT."""
+        params = self.request.query_params
+        if any(params.get(name) for name in ApprovalRequestFilter.base_filters if name != "status"):
+            return queryset.count()
+        return StatusTotal.objects.total(self.request.user.org_id, params.get("status"))
 
     def detail_response(self, approval_id, status_code=status.HTTP_200_OK):
         approval = self.get_queryset().get(pk=approval_id)

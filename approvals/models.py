@@ -1,7 +1,7 @@
 import uuid
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit.models import record
@@ -91,6 +91,79 @@ def payload_for_change_type(change_type: str, payload) -> dict:
             fields={"payload.percentage_rollout": ["This field is required."]},
         )
     return payload
+
+
+class StatusTotalQuerySet(models.QuerySet):
+    def shift(self, org_id, deltas: dict[str, int], *, stripe: int = 0) -> None:
+        """Adds each delta to the org's total of that status, in the caller's transaction.
+
+        One upsert. Rows are written in status order, so two transactions touching the same
+        rows lock them in the same order and cannot deadlock."""
+        deltas = {status: delta for status, delta in sorted(deltas.items()) if delta}
+        if not deltas:
+            return
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
+        rows = ", ".join(["(%s, %s, %s, %s)"] * len(deltas))
+        params = [
+            value
+            for status, delta in deltas.items()
+            for value in (org, status, stripe % STATUS_TOTAL_STRIPES, delta)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO {table} (org_id, status, stripe, "count") VALUES {rows} '
+                f'ON CONFLICT (org_id, status, stripe) DO UPDATE SET "count" = {table}."count" + '
+                'excluded."count"',
+                params,
+            )
+
+    def total(self, org_id, status: str | None = None) -> int:
+        totals = self.filter(org_id=org_id)
+        if status:
+            totals = totals.filter(status=status)
+        return totals.aggregate(total=models.Sum("count"))["total"] or 0
+
+    def recount(self, org_id) -> None:
+        """Rebuilds the org's totals from its requests (after a bulk load or a repair)."""
+        with transaction.atomic():
+            self.filter(org_id=org_id).delete()
+            self.bulk_create(
+                StatusTotal(org_id=org_id, status=row["status"], count=row["count"])
+                for row in ApprovalRequest.objects.filter(org_id=org_id)
+                .order_by()
+                .values("status")
+                .annotate(count=models.Count("pk"))
+            )
+
+
+# Each (org, status) total is split over this many rows, summed on read, so concurrent
+# transitions in one organization rarely wait for each other's counter row lock.
+STATUS_TOTAL_STRIPES = 16
+
+
+class StatusTotal(models.Model):
+    """How many approval requests of an organization are in each status.
+
+    Lists answer `total` from here instead of counting up to a million rows. Kept exact by
+    `ApprovalRequest._count_move` in the transaction of every creation and transition, and by
+    `approvals.apps` when rows are deleted (cascades from a flag, environment or project).
+    """
+
+    org = models.ForeignKey("flagship.Organization", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    stripe = models.PositiveSmallIntegerField(default=0)
+    count = models.BigIntegerField(default=0)
+
+    objects = StatusTotalQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "status", "stripe"], name="status_total_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.status}: {self.count}"
 
 
 class ApprovalRequestQuerySet(OrgScopedQuerySet):
@@ -245,6 +318,7 @@ class ApprovalRequest(models.Model):
                 base_version=state.version,
                 execution_date=execution_date,
             )
+            request._count_move(None, request.status)
             record(
                 org_id=request.org_id,
                 actor=requestor,
@@ -477,7 +551,15 @@ class ApprovalRequest(models.Model):
     def _move_to(self, status: str) -> None:
         if status not in ALLOWED_TRANSITIONS.get(self.status, ()):
             raise StateConflict(NOT_PENDING if self.status != Status.PENDING else NOT_OPEN)
+        self._count_move(self.status, status)
         self.status = status
+
+    def _count_move(self, old: str | None, new: str | None) -> None:
+        """Keeps the org's per-status totals (StatusTotal) in step, in the same transaction."""
+        deltas = {new: 1} if new else {}
+        if old:
+            deltas[old] = deltas.get(old, 0) - 1
+        StatusTotal.objects.shift(self.org_id, deltas, stripe=self.pk.int)
 
     def _write_payload(self, state: FlagState, *, actor, applied_at) -> None:
         before, after = state.write(self.payload)

@@ -201,6 +201,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Adds GET /v1/bench/ping (no auth, no database) for bench/run.py's ceiling figure.
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

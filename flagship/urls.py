@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.db import connection
 from django.http import JsonResponse
@@ -10,6 +11,7 @@ from approvals.api import ApprovalRequestViewSet, FlagApprovalRequestList
 from audit.api import AuditEntryViewSet
 from flags.api import EnvironmentViewSet, FlagStateView, FlagViewSet, ProjectViewSet
 from flagship.api import LoginView, MemberViewSet, RefreshView
+from flagship.bench_api import BenchPingView
 from flagship.exceptions import json_not_found, json_server_error
 
 router = SimpleRouter(trailing_slash=False)
@@ -50,6 +52,11 @@ api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     *router.urls,
+    *(
+        [path("bench/ping", BenchPingView.as_view(), name="bench-ping")]
+        if settings.BENCH_ENDPOINTS
+        else []
+    ),
     # Everything under /v1 answers JSON, unknown routes included.
     re_path(r"^.*$", json_not_found),
 ]
