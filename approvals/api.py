@@ -31,15 +31,16 @@ class ApprovalRequestViewSet(
     }
 
     def get_queryset(self):
-        return ApprovalRequest.objects.visible_to(self.request.user).with_details().newest_first()
+        return ApprovalRequest.objects.visible_to(self.request.user).newest_first()
+
+    def filter_queryset(self, queryset):
+        return super().filter_queryset(queryset).for_api_list()
 
     def get_object(self):
-        # Transitions re-read the row under lock; only a read shows the details.
-        queryset = (
-            self.get_queryset()
-            if self.action == "retrieve"
-            else ApprovalRequest.objects.visible_to(self.request.user)
-        )
+        # Reads get the approval object's rows; transitions re-read the row under lock anyway.
+        queryset = self.get_queryset()
+        if self.action == "retrieve":
+            queryset = queryset.for_api_list()
         return get_or_404(queryset, "approval request", pk=self.kwargs["pk"])
 
     def count_total(self, queryset):
@@ -51,7 +52,7 @@ class ApprovalRequestViewSet(
         return StatusTotal.objects.total(self.request.user.org_id, params.get("status"))
 
     def detail_response(self, approval_id, status_code=status.HTTP_200_OK):
-        approval = self.get_queryset().get(pk=approval_id)
+        approval = self.get_queryset().for_api_list().get(pk=approval_id)
         return Response(ApprovalRequestSerializer(approval).data, status=status_code)
 
     @extend_schema(request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer})
@@ -121,6 +122,8 @@ class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):
         return (
             ApprovalRequest.objects.visible_to(user)
             .filter(flag=flag, environment=environment)
-            .with_details()
             .newest_first()
         )
+
+    def filter_queryset(self, queryset):
+        return super().filter_queryset(queryset).for_api_list()

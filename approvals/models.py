@@ -1,11 +1,14 @@
 import uuid
+from collections import defaultdict
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.db.models.query import ValuesIterable
 from django.utils import timezone
 
 from audit.models import record
-from flags.models import FlagState
+from flags.models import STATE_FIELDS, FlagState
 from flags.validation import validate_state_changes
 from flagship import permissions
 from flagship.errors import InvalidInput, NotPermitted, StateConflict
@@ -166,7 +169,77 @@ class StatusTotal(models.Model):
         return f"{self.status}: {self.count}"
 
 
+def conflicts_between(payload: dict, base_state: dict, current: dict) -> list[dict]:
+    """Fields of the payload whose current value moved away from the base state."""
+    conflicts = []
+    for field, requested in payload.items():
+        base = base_state.get(field)
+        if current[field] != base:
+            conflicts.append(
+                {"field": field, "base": base, "current": current[field], "requested": requested}
+            )
+    return conflicts
+
+
+class ApprovalRow(SimpleNamespace):
+    """An approval request as `for_api_list()` reads it: its columns, `flag_key`, `reviews`
+    (list) and `conflicts`, without model instances."""
+
+    @property
+    def pk(self):
+        return self.id
+
+
+LIST_COLUMNS = (
+    "id", "org_id", "project_id", "requestor_id", "flag_id", "environment_id", "change_type",
+    "payload", "description", "status", "required_approvals", "approvals_count", "reviewer_id",
+    "review_note", "reviewed_at", "applied_at", "execution_date", "base_state", "base_version",
+    "created_at", "updated_at",
+)  # fmt: skip
+REVIEW_COLUMNS = ("reviewer_id", "action", "note", "is_current", "created_at")
+
+
+class ApprovalRowsIterable(ValuesIterable):
+    """Yields ApprovalRow objects with their reviews and conflicts: one query for the rows, one
+    for their reviews and one for the flag states of the open ones, whatever the page size."""
+
+    def __iter__(self):
+        rows = [ApprovalRow(**values) for values in super().__iter__()]
+        if not rows:
+            return
+        reviews = defaultdict(list)
+        for review in (
+            Review.objects.filter(approval_request_id__in=[row.id for row in rows])
+            .order_by("created_at", "id")
+            .values("approval_request_id", *REVIEW_COLUMNS)
+        ):
+            reviews[review.pop("approval_request_id")].append(SimpleNamespace(**review))
+        open_rows = [row for row in rows if row.status in OPEN_STATUSES]
+        states = {}
+        if open_rows:
+            for state in FlagState.objects.filter(
+                flag_id__in={row.flag_id for row in open_rows},
+                environment_id__in={row.environment_id for row in open_rows},
+            ).values("flag_id", "environment_id", *STATE_FIELDS):
+                states[state.pop("flag_id"), state.pop("environment_id")] = state
+        for row in rows:
+            row.reviews = reviews[row.id]
+            state = states.get((row.flag_id, row.environment_id))
+            row.conflicts = (
+                conflicts_between(row.payload, row.base_state, state)
+                if state is not None and row.status in OPEN_STATUSES
+                else []
+            )
+            yield row
+
+
 class ApprovalRequestQuerySet(OrgScopedQuerySet):
+    def for_api_list(self):
+        """What the approval object shows, as ApprovalRow objects, in three queries."""
+        rows = self.values(*LIST_COLUMNS, flag_key=models.F("flag__key"))
+        rows._iterable_class = ApprovalRowsIterable
+        return rows
+
     def with_details(self):
         """Everything the approval object shows, in a fixed number of queries."""
         return self.select_related("flag", "environment").prefetch_related(
@@ -347,15 +420,7 @@ class ApprovalRequest(models.Model):
         """Fields of the payload whose current value moved away from the base state."""
         if state is None:
             return []
-        conflicts = []
-        for field, requested in self.payload.items():
-            current = getattr(state, field)
-            base = self.base_state.get(field)
-            if current != base:
-                conflicts.append(
-                    {"field": field, "base": base, "current": current, "requested": requested}
-                )
-        return conflicts
+        return conflicts_between(self.payload, self.base_state, state.snapshot(self.payload))
 
     @property
     def conflicts(self) -> list[dict]:
