@@ -1,3 +1,5 @@
+import os
+import threading
 import uuid
 from collections import defaultdict
 from types import SimpleNamespace
@@ -97,7 +99,7 @@ def payload_for_change_type(change_type: str, payload) -> dict:
 
 
 class StatusTotalQuerySet(models.QuerySet):
-    def shift(self, org_id, deltas: dict[str, int], *, stripe: int = 0) -> None:
+    def shift(self, org_id, deltas: dict[str, int]) -> None:
         """Adds each delta to the org's total of that status, in the caller's transaction.
 
         One upsert. Rows are written in status order, so two transactions touching the same
@@ -107,11 +109,10 @@ class StatusTotalQuerySet(models.QuerySet):
             return
         table = connection.ops.quote_name(self.model._meta.db_table)
         org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
+        stripe = status_total_stripe()
         rows = ", ".join(["(%s, %s, %s, %s)"] * len(deltas))
         params = [
-            value
-            for status, delta in deltas.items()
-            for value in (org, status, stripe % STATUS_TOTAL_STRIPES, delta)
+            value for status, delta in deltas.items() for value in (org, status, stripe, delta)
         ]
         with connection.cursor() as cursor:
             cursor.execute(
@@ -140,9 +141,14 @@ class StatusTotalQuerySet(models.QuerySet):
             )
 
 
-# Each (org, status) total is split over this many rows, summed on read, so concurrent
-# transitions in one organization rarely wait for each other's counter row lock.
-STATUS_TOTAL_STRIPES = 16
+# Each (org, status) total is split over this many rows, summed on read. A process or thread
+# always writes the same stripe, so transitions running side by side in different workers
+# update different rows instead of queueing on one counter row until each commits.
+STATUS_TOTAL_STRIPES = 64
+
+
+def status_total_stripe() -> int:
+    return hash((os.getpid(), threading.get_ident())) % STATUS_TOTAL_STRIPES
 
 
 class StatusTotal(models.Model):
@@ -624,7 +630,7 @@ class ApprovalRequest(models.Model):
         deltas = {new: 1} if new else {}
         if old:
             deltas[old] = deltas.get(old, 0) - 1
-        StatusTotal.objects.shift(self.org_id, deltas, stripe=self.pk.int)
+        StatusTotal.objects.shift(self.org_id, deltas)
 
     def _write_payload(self, state: FlagState, *, actor, applied_at) -> None:
         before, after = state.write(self.payload)
