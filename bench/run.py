@@ -112,6 +112,38 @@ def stop_server(server: subprocess.Popen) -> None:
         os.killpg(server.pid, signal.SIGKILL)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU time of these processes so far (processes gone meanwhile count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def server_pids(server: subprocess.Popen) -> list[int]:
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    return [server.pid, *map(int, children)]
+
+
+def database_pids() -> list[int]:
+    """The PostgreSQL backends serving the bench database (same host, so /proc shows them)."""
+    import psycopg
+
+    with psycopg.connect(f"{PG}/{DATABASE}") as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [DATABASE],
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
 def run_wrk(args, scenario: dict, workdir: Path, seconds: int) -> dict:
     paths_file = workdir / f"{scenario['name']}.paths"
     paths_file.write_text("\n".join(scenario["paths"]) + "\n")
@@ -217,12 +249,22 @@ def main() -> None:
             if scenario.get("method", "GET") == "GET":
                 run_wrk(args, scenario, workdir, 2)  # warm-up: connections, caches, plans
             load = load_average()
+            app, db = server_pids(server), database_pids()
+            app_before, db_before = cpu_seconds(app), cpu_seconds(db)
             result = run_wrk(args, scenario, workdir, args.duration)
-            result.update(name=scenario["name"], label=scenario["label"], load=load)
+            requests = max(result["requests"], 1)
+            result.update(
+                name=scenario["name"],
+                label=scenario["label"],
+                load=load,
+                app_cpu_ms=(cpu_seconds(app) - app_before) * 1000 / requests,
+                db_cpu_ms=(cpu_seconds(db) - db_before) * 1000 / requests,
+            )
             results.append(result)
             log(
                 f"{scenario['label']}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
-                f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']} (load {load})"
+                f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}, CPU per request "
+                f"{result['app_cpu_ms']:.2f} ms app + {result['db_cpu_ms']:.2f} ms db (load {load})"
             )
     finally:
         stop_server(server)
@@ -239,13 +281,16 @@ def report(args, results: list[dict], elapsed: float) -> None:
         f"{args.duration} s each, whole run {elapsed:.0f} s"
     )
     print()
-    print("| endpoint | req/s | p50 ms | p99 ms | non-2xx | vs ceiling | load avg |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print(
+        "| endpoint | req/s | p50 ms | p99 ms | non-2xx | vs ceiling "
+        "| CPU ms/req app + db | load avg |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for result in results:
         print(
             f"| {result['label']} | {result['rps']:.0f} | {result['p50_ms']:.1f} | "
             f"{result['p99_ms']:.1f} | {result['non_2xx']} | {result['rps'] / ceiling:.2f} | "
-            f"{result['load']} |"
+            f"{result['app_cpu_ms']:.2f} + {result['db_cpu_ms']:.2f} | {result['load']} |"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -109,8 +109,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        # A `SELECT 1` before the first query of every request; off saves that round trip.
-        conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -122,12 +121,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Parameters sent apart from the SQL, so psycopg prepares statements it sees repeatedly and
-    # PostgreSQL plans them once per connection instead of on every request.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
-        "DATABASE_SERVER_SIDE_BINDING", False
-    )
 
 AUTH_USER_MODEL = "flagship.User"
 AUTH_PASSWORD_VALIDATORS = [
