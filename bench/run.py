@@ -115,16 +115,21 @@ def stop_server(server: subprocess.Popen) -> None:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pids) -> float:
-    """User + system CPU time of these processes so far (processes gone meanwhile count 0)."""
-    total = 0
+def cpu_seconds(pids) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes that is still running."""
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two samples by the processes alive at the second one."""
+    return sum(total - before.get(pid, 0.0) for pid, total in after.items())
 
 
 def server_pids(server: subprocess.Popen) -> list[int]:
@@ -249,16 +254,16 @@ def main() -> None:
             if scenario.get("method", "GET") == "GET":
                 run_wrk(args, scenario, workdir, 2)  # warm-up: connections, caches, plans
             load = load_average()
-            app, db = server_pids(server), database_pids()
-            app_before, db_before = cpu_seconds(app), cpu_seconds(db)
+            app_before, db_before = cpu_seconds(server_pids(server)), cpu_seconds(database_pids())
             result = run_wrk(args, scenario, workdir, args.duration)
+            app_after, db_after = cpu_seconds(server_pids(server)), cpu_seconds(database_pids())
             requests = max(result["requests"], 1)
             result.update(
                 name=scenario["name"],
                 label=scenario["label"],
                 load=load,
-                app_cpu_ms=(cpu_seconds(app) - app_before) * 1000 / requests,
-                db_cpu_ms=(cpu_seconds(db) - db_before) * 1000 / requests,
+                app_cpu_ms=cpu_used(app_before, app_after) * 1000 / requests,
+                db_cpu_ms=cpu_used(db_before, db_after) * 1000 / requests,
             )
             results.append(result)
             log(
