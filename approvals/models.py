@@ -123,10 +123,17 @@ class StatusTotalQuerySet(models.QuerySet):
             )
 
     def total(self, org_id, status: str | None = None) -> int:
-        totals = self.filter(org_id=org_id)
+        """The org's number of requests (in `status`). Plain SQL: it runs on every list page,
+        and building it through the ORM cost twice what running it does."""
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        sql = f'SELECT COALESCE(SUM("count"), 0) FROM {table} WHERE org_id = %s'
+        params = [self.model._meta.get_field("org").get_db_prep_value(org_id, connection)]
         if status:
-            totals = totals.filter(status=status)
-        return totals.aggregate(total=models.Sum("count"))["total"] or 0
+            sql += " AND status = %s"
+            params.append(status)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.fetchone()[0])
 
     def recount(self, org_id) -> None:
         """Rebuilds the org's totals from its requests (after a bulk load or a repair)."""
