@@ -79,7 +79,7 @@ ANALYZE bench_targets;
 """
 
 # Statuses by share: 30% pending, 40% applied, 15% rejected, 10% cancelled, 5% approved
-# (scheduled in the future). Request g belongs to org g % 10 and is g*3 s older than now.
+# (scheduled in the future). Request n belongs to org n % 10 and is n*3 s older than now.
 APPROVALS_SQL = """
 INSERT INTO approvals_approvalrequest (
     id, org_id, project_id, flag_id, environment_id, requestor_id, change_type, payload,
@@ -97,14 +97,19 @@ SELECT gen_random_uuid(), t.org_id, t.project_id, t.flag_id, t.environment_id, t
        CASE WHEN g.status = 'applied' THEN g.created_at + interval '1 hour' END,
        g.created_at, g.created_at
 FROM (
-    SELECT n, n %% %(orgs)s AS org_no, (n / %(orgs)s) %% %(targets)s AS target_no,
-           now() - make_interval(secs => n * %(spacing)s) AS created_at,
-           CASE WHEN n %% 20 < 6 THEN 'pending'
-                WHEN n %% 20 < 14 THEN 'applied'
-                WHEN n %% 20 < 17 THEN 'rejected'
-                WHEN n %% 20 < 19 THEN 'cancelled'
+    SELECT n, org_no, k %% %(targets)s AS target_no, created_at,
+           CASE WHEN mix < 6 THEN 'pending'
+                WHEN mix < 14 THEN 'applied'
+                WHEN mix < 17 THEN 'rejected'
+                WHEN mix < 19 THEN 'cancelled'
                 ELSE 'approved' END AS status
-    FROM generate_series(%(first)s, %(last)s) AS n
+    FROM (
+        -- k numbers an org's requests; mix spreads statuses evenly over orgs and targets.
+        SELECT n, n %% %(orgs)s AS org_no, n / %(orgs)s AS k,
+               (n / %(orgs)s + n / %(orgs)s / %(targets)s) %% 20 AS mix,
+               now() - make_interval(secs => n * %(spacing)s) AS created_at
+        FROM generate_series(%(first)s, %(last)s) AS n
+    ) numbered
 ) g
 JOIN bench_targets t ON t.org_no = g.org_no AND t.target_no = g.target_no;
 """

@@ -1,6 +1,8 @@
-"""Prints, as JSON, what the wrk scenarios need from the loaded database: access tokens for the
-first bench organization's admin and developer, ids to read and to review, a create body and
-the path of page 2,000 of the newest-first list."""
+"""Prints, as JSON, what the wrk scenarios need from the loaded database: tokens, ids to read
+and to review, a create body and the path of page 2,000 of the newest-first list.
+
+Reads go to organization bench-0 and writes to bench-1, so the pages the read scenarios show
+hold the same rows in every run, however many requests earlier runs created or reviewed."""
 
 import json
 import os
@@ -23,28 +25,28 @@ def main() -> None:
 
     from approvals.models import ApprovalRequest, Status
     from flags.models import Environment, Flag
-    from flagship.models import Organization, User
+    from flagship.models import User
     from flagship.pagination import encode_cursor
 
-    org = Organization.objects.get(slug="bench-0")
-    admin = User.objects.get(email="admin0@bench.test")
-    developer = User.objects.get(email="developer0@bench.test")
-    requests = ApprovalRequest.objects.filter(org=org).order_by("-created_at", "-id")
+    reader = User.objects.get(email="admin0@bench.test")
+    reviewer = User.objects.get(email="admin1@bench.test")
+    requestor = User.objects.get(email="developer1@bench.test")
+    requests = ApprovalRequest.objects.filter(org_id=reader.org_id).order_by("-created_at", "-id")
     last_of_previous_page = requests.values("created_at", "pk")[(PAGE - 1) * PAGE_SIZE - 1]
     cursor = encode_cursor(last_of_previous_page["created_at"], last_of_previous_page["pk"])
-    # The oldest pending requests, so the list scenarios keep seeing the same first pages.
     review_ids = list(
-        requests.filter(status=Status.PENDING)
+        ApprovalRequest.objects.filter(org_id=reviewer.org_id, status=Status.PENDING)
         .order_by("created_at", "id")
         .values_list("pk", flat=True)[:REVIEW_IDS]
     )
-    production = Environment.objects.get(project__org=org, slug="production")
-    flag = Flag.objects.filter(project__org=org).order_by("key").first()
+    production = Environment.objects.get(project__org_id=requestor.org_id, slug="production")
+    flag = Flag.objects.filter(project__org_id=requestor.org_id).order_by("key").first()
     print(
         json.dumps(
             {
-                "admin_token": str(RefreshToken.for_user(admin).access_token),
-                "developer_token": str(RefreshToken.for_user(developer).access_token),
+                "reader_token": str(RefreshToken.for_user(reader).access_token),
+                "reviewer_token": str(RefreshToken.for_user(reviewer).access_token),
+                "requestor_token": str(RefreshToken.for_user(requestor).access_token),
                 "deep_page_path": f"/v1/approvals?limit={PAGE_SIZE}&cursor={cursor}",
                 "get_ids": [str(pk) for pk in requests.values_list("pk", flat=True)[:1000]],
                 "review_ids": [str(pk) for pk in review_ids],

@@ -185,38 +185,38 @@ def run_wrk(args, scenario: dict, workdir: Path, seconds: int) -> dict:
 
 
 def scenarios(prepared: dict) -> list[dict]:
-    admin, developer = prepared["admin_token"], prepared["developer_token"]
+    reader, reviewer = prepared["reader_token"], prepared["reviewer_token"]
     return [
         {"name": "ping", "label": "bare DRF ceiling (/v1/bench/ping)", "paths": ["/v1/bench/ping"]},
         {
             "name": "list",
             "label": "list, status=pending, 50/page, page 1",
-            "token": admin,
+            "token": reader,
             "paths": ["/v1/approvals?status=pending&limit=50"],
         },
         {
             "name": "list_first",
             "label": "list, all statuses, 50/page, page 1",
-            "token": admin,
+            "token": reader,
             "paths": ["/v1/approvals?limit=50"],
         },
         {
             "name": "list_deep",
             "label": "list, all statuses, 50/page, page 2,000",
-            "token": admin,
+            "token": reader,
             "paths": [prepared["deep_page_path"]],
         },
         {
             "name": "get",
             "label": "get one",
-            "token": admin,
+            "token": reader,
             "paths": [f"/v1/approvals/{pk}" for pk in prepared["get_ids"]],
         },
         {
             "name": "create",
             "label": "create",
             "method": "POST",
-            "token": developer,
+            "token": prepared["requestor_token"],
             "paths": ["/v1/approvals"],
             "body": prepared["create_body"],
         },
@@ -224,7 +224,7 @@ def scenarios(prepared: dict) -> list[dict]:
             "name": "review",
             "label": "review + apply",
             "method": "POST",
-            "token": admin,
+            "token": reviewer,
             "paths": [f"/v1/approvals/{pk}/review" for pk in prepared["review_ids"]],
             "body": {"action": "approve", "note": "bench", "ignore_conflicts": True},
         },
