@@ -26,11 +26,9 @@ class ReviewSerializer(serializers.ModelSerializer):
         fields = ["reviewer_id", "action", "note", "is_current", "created_at"]
         read_only_fields = fields
 
-    def to_representation(self, review):
-        return review_representation(review)
-
 
 def review_representation(review) -> dict:
+    """What ReviewSerializer writes, by hand (see ApprovalRequestSerializer.to_representation)."""
     return {
         "reviewer_id": uuid_or_none(review.reviewer_id),
         "action": review.action,
