@@ -56,12 +56,12 @@ def server_environment(port: int) -> dict:
 
 
 def load_database(env: dict) -> None:
+    import psycopg
+
     started = time.monotonic()
-    subprocess.run(
-        ["psql", PG + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"],
-        check=True,
-    )
-    subprocess.run(["psql", PG + "/postgres", "-qc", f"CREATE DATABASE {DATABASE}"], check=True)
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {DATABASE}")
     subprocess.run([PYTHON, str(ROOT / "bench" / "load.py")], check=True, env=env, cwd=ROOT)
     log(f"database loaded in {time.monotonic() - started:.1f}s")
 
