@@ -33,8 +33,8 @@ class ApprovalRequestViewSet(
     def get_queryset(self):
         return ApprovalRequest.objects.visible_to(self.request.user).newest_first()
 
-    def filter_queryset(self, queryset):
-        return super().filter_queryset(queryset).for_api_list()
+    def page_rows(self, queryset):
+        return queryset.for_api_list()
 
     def get_object(self):
         # Reads get the approval object's rows; transitions re-read the row under lock anyway.
@@ -125,5 +125,5 @@ class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):
             .newest_first()
         )
 
-    def filter_queryset(self, queryset):
-        return super().filter_queryset(queryset).for_api_list()
+    def page_rows(self, queryset):
+        return queryset.for_api_list()

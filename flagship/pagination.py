@@ -62,7 +62,8 @@ class EnvelopePagination(BasePagination):
     the last row shown, using the (created_at, id) index rather than skipping `offset` rows, so
     page 2,000 costs what page 1 costs and rows inserted meanwhile cause no duplicates or gaps.
     `offset` still works (counted from the cursor when both are given). `total` comes from the
-    view's `count_total(queryset)` when it has one (a maintained counter), else a COUNT.
+    view's `count_total(queryset)` when it has one (a maintained counter), else a COUNT; the
+    view's `page_rows(queryset)`, when it has one, shapes the rows after the count.
     """
 
     def paginate_queryset(self, queryset, request, view=None):
@@ -83,6 +84,10 @@ class EnvelopePagination(BasePagination):
             after = decode_cursor(cursor, queryset.model)
         count_total = getattr(view, "count_total", None)
         self.total = count_total(queryset) if count_total else queryset.count()
+        # What each row shows (joins included) is added after counting, so COUNT needs none.
+        page_rows = getattr(view, "page_rows", None)
+        if page_rows:
+            queryset = page_rows(queryset)
         if after is not None:
             created_at, pk = after
             # The first condition lets the database start the index scan at the cursor.

@@ -123,3 +123,17 @@ def test_get_one_approval_runs_three_queries(acme, developer, admin, api):
     assert response.json()["reviews"][0]["reviewer_id"] == str(admin.pk)
     # auth, row, reviews (no flag states: an applied request has no conflicts)
     assert len(captured) == 3
+
+
+@pytest.mark.django_db
+def test_filtered_list_counts_its_rows_without_joins(acme, developer, admin, api):
+    propose_many(acme, developer, 3)
+    client = api(admin)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(f"/v1/approvals?env_id={acme.production.pk}")
+
+    assert response.json()["total"] == 3
+    counts = [query["sql"] for query in captured if "COUNT(" in query["sql"]]
+    assert len(counts) == 1
+    assert "JOIN" not in counts[0]
