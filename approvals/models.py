@@ -280,24 +280,33 @@ class ApprovalRequest(models.Model):
 
     audit_resource_type = "approval_request"
 
+    # No single-column indexes on these foreign keys: each leads one of the composite indexes
+    # in Meta, which serve the same lookups, and every status change would update them all.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     org = models.ForeignKey(
-        "flagship.Organization", on_delete=models.CASCADE, related_name="approval_requests"
+        "flagship.Organization",
+        on_delete=models.CASCADE,
+        related_name="approval_requests",
+        db_index=False,
     )
     project = models.ForeignKey(
-        "flags.Project", on_delete=models.CASCADE, related_name="approval_requests"
+        "flags.Project", on_delete=models.CASCADE, related_name="approval_requests", db_index=False
     )
     flag = models.ForeignKey(
-        "flags.Flag", on_delete=models.CASCADE, related_name="approval_requests"
+        "flags.Flag", on_delete=models.CASCADE, related_name="approval_requests", db_index=False
     )
     environment = models.ForeignKey(
-        "flags.Environment", on_delete=models.CASCADE, related_name="approval_requests"
+        "flags.Environment",
+        on_delete=models.CASCADE,
+        related_name="approval_requests",
+        db_index=False,
     )
     requestor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         related_name="approval_requests",
+        db_index=False,
     )
     change_type = models.CharField(max_length=32, choices=ChangeType.choices)
     payload = models.JSONField()
