@@ -212,44 +212,51 @@ LIST_COLUMNS = (
 REVIEW_COLUMNS = ("reviewer_id", "action", "note", "is_current", "created_at")
 
 
+STATE_COLUMNS = {f"state_{field}": models.F(f"current_state__{field}") for field in STATE_FIELDS}
+
+
 class ApprovalRowsIterable(ValuesIterable):
-    """Yields ApprovalRow objects with their reviews and conflicts: one query for the rows, one
-    for their reviews and one for the flag states of the open ones, whatever the page size."""
+    """Yields ApprovalRow objects with their reviews and conflicts: one query for the rows (with
+    the flag key and the current flag state joined in) and one for their reviews, whatever the
+    page size."""
 
     def __iter__(self):
-        rows = [ApprovalRow(**values) for values in super().__iter__()]
+        rows = []
+        for values in super().__iter__():
+            state = {field: values.pop(f"state_{field}") for field in STATE_FIELDS}
+            row = ApprovalRow(**values)
+            row.conflicts = (
+                conflicts_between(row.payload, row.base_state, state)
+                if row.status in OPEN_STATUSES and row.state_id is not None
+                else []
+            )
+            rows.append(row)
         if not rows:
             return
         reviews = defaultdict(list)
-        for review in (
-            Review.objects.filter(approval_request_id__in=[row.id for row in rows])
-            .order_by("created_at", "id")
-            .values("approval_request_id", *REVIEW_COLUMNS)
-        ):
+        for review in Review.objects.filter(
+            approval_request_id__in=[row.id for row in rows]
+        ).values("approval_request_id", *REVIEW_COLUMNS):
             reviews[review.pop("approval_request_id")].append(SimpleNamespace(**review))
-        open_rows = [row for row in rows if row.status in OPEN_STATUSES]
-        states = {}
-        if open_rows:
-            for state in FlagState.objects.filter(
-                flag_id__in={row.flag_id for row in open_rows},
-                environment_id__in={row.environment_id for row in open_rows},
-            ).values("flag_id", "environment_id", *STATE_FIELDS):
-                states[state.pop("flag_id"), state.pop("environment_id")] = state
         for row in rows:
             row.reviews = reviews[row.id]
-            state = states.get((row.flag_id, row.environment_id))
-            row.conflicts = (
-                conflicts_between(row.payload, row.base_state, state)
-                if state is not None and row.status in OPEN_STATUSES
-                else []
-            )
             yield row
 
 
 class ApprovalRequestQuerySet(OrgScopedQuerySet):
     def for_api_list(self):
-        """What the approval object shows, as ApprovalRow objects, in three queries."""
-        rows = self.values(*LIST_COLUMNS, flag_key=models.F("flag__key"))
+        """What the approval object shows, as ApprovalRow objects, in two queries."""
+        rows = self.annotate(
+            current_state=models.FilteredRelation(
+                "flag__states",
+                condition=models.Q(flag__states__environment=models.F("environment")),
+            )
+        ).values(
+            *LIST_COLUMNS,
+            flag_key=models.F("flag__key"),
+            state_id=models.F("current_state__id"),
+            **STATE_COLUMNS,
+        )
         rows._iterable_class = ApprovalRowsIterable
         return rows
 
