@@ -10,7 +10,7 @@ find_python = for candidate in python3.14 python3.13 python3.12 \
 	  if $$candidate -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then \
 	    echo $$candidate; break; fi; done
 
-.PHONY: install run test lint format migrations-check clean
+.PHONY: install run test lint format migrations-check bench clean
 
 $(VENV)/.installed: requirements.txt
 	@python=$$($(find_python)); \
@@ -43,6 +43,11 @@ format: install
 
 migrations-check: install
 	$(PY) manage.py makemigrations --check --dry-run
+
+# Loads 1M approval requests into PostgreSQL (database flagship_bench) and measures the API
+# with wrk; see bench/README.md. BENCH_ARGS="--skip-load" reuses the loaded database.
+bench: install
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

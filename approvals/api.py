@@ -4,7 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from approvals.filters import ApprovalRequestFilter
-from approvals.models import ApprovalRequest, ReviewAction
+from approvals.models import ApprovalRequest, ReviewAction, StatusTotal
 from approvals.serializers import (
     ApprovalCreateSerializer,
     ApprovalRequestSerializer,
@@ -31,13 +31,28 @@ class ApprovalRequestViewSet(
     }
 
     def get_queryset(self):
-        return ApprovalRequest.objects.visible_to(self.request.user).with_details().newest_first()
+        return ApprovalRequest.objects.visible_to(self.request.user).newest_first()
+
+    def page_rows(self, queryset):
+        return queryset.for_api_list()
 
     def get_object(self):
-        return get_or_404(self.get_queryset(), "approval request", pk=self.kwargs["pk"])
+        # Reads get the approval object's rows; transitions re-read the row under lock anyway.
+        queryset = self.get_queryset()
+        if self.action == "retrieve":
+            queryset = queryset.for_api_list()
+        return get_or_404(queryset, "approval request", pk=self.kwargs["pk"])
+
+    def count_total(self, queryset):
+        """From the per-status totals when only `status` narrows the list (the common case,
+        and the one that would count up to every row of the org); otherwise a COUNT."""
+        params = self.request.query_params
+        if any(params.get(name) for name in ApprovalRequestFilter.base_filters if name != "status"):
+            return queryset.count()
+        return StatusTotal.objects.total(self.request.user.org_id, params.get("status"))
 
     def detail_response(self, approval_id, status_code=status.HTTP_200_OK):
-        approval = self.get_queryset().get(pk=approval_id)
+        approval = self.get_queryset().for_api_list().get(pk=approval_id)
         return Response(ApprovalRequestSerializer(approval).data, status=status_code)
 
     @extend_schema(request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer})
@@ -109,6 +124,8 @@ class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):
         return (
             ApprovalRequest.objects.visible_to(user)
             .filter(flag=flag, environment=environment)
-            .with_details()
             .newest_first()
         )
+
+    def page_rows(self, queryset):
+        return queryset.for_api_list()

@@ -1,8 +1,13 @@
+import os
+import threading
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
+from django.db.models.query import ValuesIterable
 from django.utils import timezone
 
 from approvals import notify
@@ -95,7 +100,168 @@ def payload_for_change_type(change_type: str, payload) -> dict:
     return payload
 
 
+class StatusTotalQuerySet(models.QuerySet):
+    def shift(self, org_id, deltas: dict[str, int]) -> None:
+        """Adds each delta to the org's total of that status, in the caller's transaction.
+
+        One upsert. Rows are written in status order, so two transactions touching the same
+        rows lock them in the same order and cannot deadlock."""
+        deltas = {status: delta for status, delta in sorted(deltas.items()) if delta}
+        if not deltas:
+            return
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
+        stripe = status_total_stripe()
+        rows = ", ".join(["(%s, %s, %s, %s)"] * len(deltas))
+        params = [
+            value for status, delta in deltas.items() for value in (org, status, stripe, delta)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO {table} (org_id, status, stripe, "count") VALUES {rows} '
+                f'ON CONFLICT (org_id, status, stripe) DO UPDATE SET "count" = {table}."count" + '
+                'excluded."count"',
+                params,
+            )
+
+    def total(self, org_id, status: str | None = None) -> int:
+        """The org's number of requests (in `status`). Plain SQL: it runs on every list page,
+        and building it through the ORM cost twice what running it does."""
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        sql = f'SELECT COALESCE(SUM("count"), 0) FROM {table} WHERE org_id = %s'
+        params = [self.model._meta.get_field("org").get_db_prep_value(org_id, connection)]
+        if status:
+            sql += " AND status = %s"
+            params.append(status)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.fetchone()[0])
+
+    def recount(self, org_id) -> None:
+        """Rebuilds the org's totals from its requests (after a bulk load or a repair)."""
+        with transaction.atomic():
+            self.filter(org_id=org_id).delete()
+            self.bulk_create(
+                StatusTotal(org_id=org_id, status=row["status"], count=row["count"])
+                for row in ApprovalRequest.objects.filter(org_id=org_id)
+                .order_by()
+                .values("status")
+                .annotate(count=models.Count("pk"))
+            )
+
+
+# Each (org, status) total is split over this many rows, summed on read. A process or thread
+# always writes the same stripe, so transitions running side by side in different workers
+# update different rows instead of queueing on one counter row until each commits.
+STATUS_TOTAL_STRIPES = 64
+
+
+def status_total_stripe() -> int:
+    return hash((os.getpid(), threading.get_ident())) % STATUS_TOTAL_STRIPES
+
+
+class StatusTotal(models.Model):
+    """How many approval requests of an organization are in each status.
+
+    Lists answer `total` from here instead of counting up to a million rows. Kept exact by
+    `ApprovalRequest._count_move` in the transaction of every creation and transition, and by
+    `approvals.apps` when rows are deleted (cascades from a flag, environment or project).
+    """
+
+    org = models.ForeignKey("flagship.Organization", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    stripe = models.PositiveSmallIntegerField(default=0)
+    count = models.BigIntegerField(default=0)
+
+    objects = StatusTotalQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "status", "stripe"], name="status_total_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.status}: {self.count}"
+
+
+def conflicts_between(payload: dict, base_state: dict, current: dict) -> list[dict]:
+    """Fields of the payload whose current value moved away from the base state."""
+    conflicts = []
+    for field, requested in payload.items():
+        base = base_state.get(field)
+        if current[field] != base:
+            conflicts.append(
+                {"field": field, "base": base, "current": current[field], "requested": requested}
+            )
+    return conflicts
+
+
+class ApprovalRow(SimpleNamespace):
+    """An approval request as `for_api_list()` reads it: its columns, `flag_key`, `reviews`
+    (list) and `conflicts`, without model instances."""
+
+    @property
+    def pk(self):
+        return self.id
+
+
+LIST_COLUMNS = (
+    "id", "org_id", "project_id", "requestor_id", "flag_id", "environment_id", "change_type",
+    "payload", "description", "status", "required_approvals", "approvals_count", "reviewer_id",
+    "review_note", "reviewed_at", "applied_at", "execution_date", "base_state", "base_version",
+    "created_at", "updated_at",
+)  # fmt: skip
+REVIEW_COLUMNS = ("reviewer_id", "action", "note", "is_current", "created_at")
+
+
+STATE_COLUMNS = {f"state_{field}": models.F(f"current_state__{field}") for field in STATE_FIELDS}
+
+
+class ApprovalRowsIterable(ValuesIterable):
+    """Yields ApprovalRow objects with their reviews and conflicts: one query for the rows (with
+    the flag key and the current flag state joined in) and one for their reviews, whatever the
+    page size."""
+
+    def __iter__(self):
+        rows = []
+        for values in super().__iter__():
+            state = {field: values.pop(f"state_{field}") for field in STATE_FIELDS}
+            row = ApprovalRow(**values)
+            row.conflicts = (
+                conflicts_between(row.payload, row.base_state, state)
+                if row.status in OPEN_STATUSES and row.state_id is not None
+                else []
+            )
+            rows.append(row)
+        if not rows:
+            return
+        reviews = defaultdict(list)
+        for review in Review.objects.filter(
+            approval_request_id__in=[row.id for row in rows]
+        ).values("approval_request_id", *REVIEW_COLUMNS):
+            reviews[review.pop("approval_request_id")].append(SimpleNamespace(**review))
+        for row in rows:
+            row.reviews = reviews[row.id]
+            yield row
+
+
 class ApprovalRequestQuerySet(OrgScopedQuerySet):
+    def for_api_list(self):
+        """What the approval object shows, as ApprovalRow objects, in two queries."""
+        rows = self.annotate(
+            current_state=models.FilteredRelation(
+                "flag__states",
+                condition=models.Q(flag__states__environment=models.F("environment")),
+            )
+        ).values(
+            *LIST_COLUMNS,
+            flag_key=models.F("flag__key"),
+            state_id=models.F("current_state__id"),
+            **STATE_COLUMNS,
+        )
+        rows._iterable_class = ApprovalRowsIterable
+        return rows
+
     def with_details(self):
         """Everything the approval object shows, in a fixed number of queries."""
         return self.select_related("flag", "environment").prefetch_related(
@@ -167,24 +333,33 @@ class ApprovalRequest(models.Model):
 
     audit_resource_type = "approval_request"
 
+    # No single-column indexes on these foreign keys: each leads one of the composite indexes
+    # in Meta, which serve the same lookups, and every status change would update them all.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     org = models.ForeignKey(
-        "flagship.Organization", on_delete=models.CASCADE, related_name="approval_requests"
+        "flagship.Organization",
+        on_delete=models.CASCADE,
+        related_name="approval_requests",
+        db_index=False,
     )
     project = models.ForeignKey(
-        "flags.Project", on_delete=models.CASCADE, related_name="approval_requests"
+        "flags.Project", on_delete=models.CASCADE, related_name="approval_requests", db_index=False
     )
     flag = models.ForeignKey(
-        "flags.Flag", on_delete=models.CASCADE, related_name="approval_requests"
+        "flags.Flag", on_delete=models.CASCADE, related_name="approval_requests", db_index=False
     )
     environment = models.ForeignKey(
-        "flags.Environment", on_delete=models.CASCADE, related_name="approval_requests"
+        "flags.Environment",
+        on_delete=models.CASCADE,
+        related_name="approval_requests",
+        db_index=False,
     )
     requestor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         related_name="approval_requests",
+        db_index=False,
     )
     change_type = models.CharField(max_length=32, choices=ChangeType.choices)
     payload = models.JSONField()
@@ -295,6 +470,7 @@ class ApprovalRequest(models.Model):
                 base_version=state.version,
                 execution_date=execution_date,
             )
+            request._count_move(None, request.status)
             record(
                 org_id=request.org_id,
                 actor=requestor,
@@ -324,15 +500,7 @@ class ApprovalRequest(models.Model):
         """Fields of the payload whose current value moved away from the base state."""
         if state is None:
             return []
-        conflicts = []
-        for field, requested in self.payload.items():
-            current = getattr(state, field)
-            base = self.base_state.get(field)
-            if current != base:
-                conflicts.append(
-                    {"field": field, "base": base, "current": current, "requested": requested}
-                )
-        return conflicts
+        return conflicts_between(self.payload, self.base_state, state.snapshot(self.payload))
 
     @property
     def conflicts(self) -> list[dict]:
@@ -556,7 +724,15 @@ class ApprovalRequest(models.Model):
     def _move_to(self, status: str) -> None:
         if status not in ALLOWED_TRANSITIONS.get(self.status, ()):
             raise StateConflict(NOT_PENDING if self.status != Status.PENDING else NOT_OPEN)
+        self._count_move(self.status, status)
         self.status = status
+
+    def _count_move(self, old: str | None, new: str | None) -> None:
+        """Keeps the org's per-status totals (StatusTotal) in step, in the same transaction."""
+        deltas = {new: 1} if new else {}
+        if old:
+            deltas[old] = deltas.get(old, 0) - 1
+        StatusTotal.objects.shift(self.org_id, deltas)
 
     def _write_payload(self, state: FlagState, *, actor, applied_at) -> None:
         before, after = state.write(self.payload)

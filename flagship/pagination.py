@@ -1,3 +1,8 @@
+import base64
+import binascii
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
@@ -5,6 +10,9 @@ from flagship.errors import InvalidInput
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+# Lists in this order can be paged with a keyset cursor; their indexes end in these columns.
+NEWEST_FIRST = ("-created_at", "-id")
+BAD_CURSOR = "cursor is not valid; pass the next_cursor of a previous page"
 
 
 def parse_non_negative_int(raw: str | None, name: str, default: int) -> int:
@@ -23,28 +31,88 @@ def parse_non_negative_int(raw: str | None, name: str, default: int) -> int:
     return value
 
 
+def encode_cursor(created_at: datetime, pk) -> str:
+    raw = f"{created_at.isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(raw: str, model) -> tuple[datetime, object]:
+    """The (created_at, pk) of the last row of the previous page, or InvalidInput."""
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        created_at_text, pk_text = text.split("|")
+        created_at = datetime.fromisoformat(created_at_text)
+        pk = model._meta.pk.to_python(pk_text)
+    except (ValueError, UnicodeDecodeError, binascii.Error, ValidationError):
+        raise InvalidInput(BAD_CURSOR, fields={"cursor": ["Not a valid cursor."]}) from None
+    if created_at.tzinfo is None:
+        raise InvalidInput(BAD_CURSOR, fields={"cursor": ["Not a valid cursor."]})
+    return created_at, pk
+
+
+def is_newest_first(queryset) -> bool:
+    ordering = queryset.query.order_by or queryset.model._meta.ordering
+    return tuple(ordering) == NEWEST_FIRST
+
+
 class EnvelopePagination(BasePagination):
-    """`{"data", "total", "limit", "offset", "has_more"}`; limit defaults to 50, capped at 100."""
+    """`{"data", "total", "limit", "offset", "has_more"}`; limit defaults to 50, capped at 100.
+
+    Newest-first lists also answer `next_cursor`: passed back as `cursor`, it continues after
+    the last row shown, using the (created_at, id) index rather than skipping `offset` rows, so
+    page 2,000 costs what page 1 costs and rows inserted meanwhile cause no duplicates or gaps.
+    `offset` still works (counted from the cursor when both are given). `total` comes from the
+    view's `count_total(queryset)` when it has one (a maintained counter), else a COUNT; the
+    view's `page_rows(queryset)`, when it has one, shapes the rows after the count.
+    """
 
     def paginate_queryset(self, queryset, request, view=None):
-        limit = parse_non_negative_int(request.query_params.get("limit"), "limit", DEFAULT_LIMIT)
+        params = request.query_params
+        limit = parse_non_negative_int(params.get("limit"), "limit", DEFAULT_LIMIT)
         if limit == 0:
             raise InvalidInput("limit must be at least 1", fields={"limit": ["Must be >= 1."]})
         self.limit = min(limit, MAX_LIMIT)
-        self.offset = parse_non_negative_int(request.query_params.get("offset"), "offset", 0)
-        self.total = queryset.count()
-        return list(queryset[self.offset : self.offset + self.limit])
+        self.offset = parse_non_negative_int(params.get("offset"), "offset", 0)
+        self.keyset = is_newest_first(queryset)
+        cursor = params.get("cursor")
+        after = None
+        if cursor:
+            if not self.keyset:
+                raise InvalidInput(
+                    "cursor is not supported on this list", fields={"cursor": ["Not supported."]}
+                )
+            after = decode_cursor(cursor, queryset.model)
+        count_total = getattr(view, "count_total", None)
+        self.total = count_total(queryset) if count_total else queryset.count()
+        # What each row shows (joins included) is added after counting, so COUNT needs none.
+        page_rows = getattr(view, "page_rows", None)
+        if page_rows:
+            queryset = page_rows(queryset)
+        if after is not None:
+            created_at, pk = after
+            # The first condition lets the database start the index scan at the cursor.
+            queryset = queryset.filter(created_at__lte=created_at).exclude(
+                created_at=created_at, pk__gte=pk
+            )
+        rows = list(queryset[self.offset : self.offset + self.limit + 1])
+        self.has_more = len(rows) > self.limit
+        rows = rows[: self.limit]
+        self.next_cursor = None
+        if self.keyset and self.has_more:
+            self.next_cursor = encode_cursor(rows[-1].created_at, rows[-1].pk)
+        return rows
 
     def get_paginated_response(self, data):
-        return Response(
-            {
-                "data": data,
-                "total": self.total,
-                "limit": self.limit,
-                "offset": self.offset,
-                "has_more": self.offset + len(data) < self.total,
-            }
-        )
+        envelope = {
+            "data": data,
+            "total": self.total,
+            "limit": self.limit,
+            "offset": self.offset,
+            "has_more": self.has_more,
+        }
+        if self.keyset:
+            envelope["next_cursor"] = self.next_cursor
+        return Response(envelope)
 
     def get_paginated_response_schema(self, schema):
         return {
@@ -56,6 +124,11 @@ class EnvelopePagination(BasePagination):
                 "limit": {"type": "integer"},
                 "offset": {"type": "integer"},
                 "has_more": {"type": "boolean"},
+                "next_cursor": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Pass as `cursor` for the next page (newest-first lists).",
+                },
             },
         }
 
@@ -72,5 +145,12 @@ class EnvelopePagination(BasePagination):
                 "in": "query",
                 "required": False,
                 "schema": {"type": "integer", "minimum": 0},
+            },
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "description": "The `next_cursor` of the previous page.",
+                "schema": {"type": "string"},
             },
         ]

@@ -227,7 +227,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["flagship.authentication.MemberJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["flagship.permissions.RoleAllowsAction"],
     "DEFAULT_PARSER_CLASSES": ["flagship.parsers.StrictJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["flagship.renderers.FastJSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "flagship.pagination.EnvelopePagination",
     "DEFAULT_SCHEMA_CLASS": "flagship.schema.FlagshipAutoSchema",
@@ -309,6 +309,9 @@ WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 10)
 
 # How often an idle worker looks for due scheduled changes and webhook deliveries.
 WORKER_POLL_SECONDS = env_int("WORKER_POLL_SECONDS", 1)
+
+# Adds GET /v1/bench/ping (no auth, no database) for bench/run.py's ceiling figure.
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
 
 LOGGING = {
     "version": 1,

@@ -16,6 +16,7 @@ from audit.api import AuditEntryViewSet, WebhookViewSet
 from flags.api import EnvironmentViewSet, FlagStateView, FlagViewSet, ProjectViewSet
 from flagship import views as web_views
 from flagship.api import LoginView, MemberViewSet, RefreshView
+from flagship.bench_api import BenchPingView
 from flagship.exceptions import json_not_found, json_server_error
 
 router = SimpleRouter(trailing_slash=False)
@@ -66,6 +67,11 @@ api_v1 = [
         name="docs",
     ),
     *router.urls,
+    *(
+        [path("bench/ping", BenchPingView.as_view(), name="bench-ping")]
+        if settings.BENCH_ENDPOINTS
+        else []
+    ),
     # Everything under /v1 answers JSON, unknown routes included.
     re_path(r"^.*$", csrf_exempt(json_not_found)),
 ]

@@ -21,3 +21,17 @@ def create_body(workspace, environment=None, **overrides) -> dict:
     }
     body.update(overrides)
     return body
+
+
+def propose_many(workspace, requestor, count: int, environment=None) -> list[ApprovalRequest]:
+    """`count` pending enable requests through the real transition, newest last."""
+    return [
+        ApprovalRequest.propose(
+            flag=workspace.flag,
+            environment=environment or workspace.production,
+            requestor=requestor,
+            change_type=ChangeType.ENABLE,
+            description=f"request {number}",
+        )
+        for number in range(count)
+    ]
