@@ -15,18 +15,24 @@ NEWEST_FIRST = ("-created_at", "-id")
 BAD_CURSOR = "cursor is not valid; pass the next_cursor of a previous page"
 
 
-def parse_non_negative_int(raw: str | None, name: str, default: int) -> int:
+# Deeper than this, use the cursor; larger numbers would overflow the database's integers.
+MAX_OFFSET = 1_000_000_000
+
+
+def parse_bounded_int(raw: str | None, name: str, default: int, *, minimum: int) -> int:
     if raw is None or raw == "":
         return default
+    described = "a positive integer" if minimum == 1 else "a non-negative integer"
     try:
         value = int(raw)
     except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise InvalidInput(f"{name} must be {described}", fields={name: [f"Must be {described}."]})
+    if name == "offset" and value > MAX_OFFSET:
         raise InvalidInput(
-            f"{name} must be a non-negative integer", fields={name: ["Must be an integer."]}
-        ) from None
-    if value < 0:
-        raise InvalidInput(
-            f"{name} must be a non-negative integer", fields={name: ["Must not be negative."]}
+            f"offset must be at most {MAX_OFFSET}; page deeper with cursor",
+            fields={name: [f"Must be at most {MAX_OFFSET}."]},
         )
     return value
 
@@ -68,11 +74,9 @@ class EnvelopePagination(BasePagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         params = request.query_params
-        limit = parse_non_negative_int(params.get("limit"), "limit", DEFAULT_LIMIT)
-        if limit == 0:
-            raise InvalidInput("limit must be at least 1", fields={"limit": ["Must be >= 1."]})
+        limit = parse_bounded_int(params.get("limit"), "limit", DEFAULT_LIMIT, minimum=1)
         self.limit = min(limit, MAX_LIMIT)
-        self.offset = parse_non_negative_int(params.get("offset"), "offset", 0)
+        self.offset = parse_bounded_int(params.get("offset"), "offset", 0, minimum=0)
         self.keyset = is_newest_first(queryset)
         cursor = params.get("cursor")
         after = None

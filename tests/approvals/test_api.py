@@ -193,7 +193,18 @@ class TestListAndGet:
         for status in Status.values:
             assert status in message
 
-    @pytest.mark.parametrize("query", ["limit=abc", "limit=-1", "offset=x", "limit=0", "offset=-5"])
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "limit=abc",
+            "limit=-1",
+            "offset=x",
+            "limit=0",
+            "offset=-5",
+            "offset=99999999999999999999",
+            "limit=1.5",
+        ],
+    )
     def test_bad_limit_or_offset_is_400(self, api, acme, viewer, query):
         response = api(viewer).get(f"/v1/approvals?{query}")
         assert response.status_code == 400
