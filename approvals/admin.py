@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from approvals.models import ApprovalRequest, Review
+from approvals.models import ApprovalRequest, Review, StatusTotal
 from flagship.admin import OrgScopedAdmin
 from flagship.errors import DomainError
 
@@ -141,3 +141,20 @@ class ReviewAdmin(OrgScopedAdmin):
         if request.user.is_superuser:
             return queryset
         return queryset.filter(approval_request__org_id=request.user.org_id)
+
+
+@admin.register(StatusTotal)
+class StatusTotalAdmin(OrgScopedAdmin):
+    """The maintained per-status counters behind list totals; read-only (the transitions keep
+    them; `StatusTotal.objects.recount(org_id)` rebuilds them)."""
+
+    list_display = ["org", "status", "stripe", "count"]
+    list_filter = ["status"]
+    readonly_fields = ["org", "status", "stripe", "count"]
+    fields = readonly_fields
+
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(org_id=request.user.org_id)

@@ -442,3 +442,19 @@ def test_webhook_admin_never_shows_the_secret_and_other_orgs_are_hidden(
     deliveries = client.get("/admin/audit/webhookdelivery/")
     assert deliveries.status_code == 200
     assert b"approval.created" in deliveries.content
+
+
+def test_status_totals_are_listed_read_only_for_the_own_org(client, acme, owner, developer):
+    from approvals.models import ApprovalRequest, ChangeType
+
+    ApprovalRequest.propose(
+        flag=acme.flag,
+        environment=acme.production,
+        requestor=developer,
+        change_type=ChangeType.ENABLE,
+    )
+    client.force_login(owner)
+    response = client.get("/admin/approvals/statustotal/")
+    assert response.status_code == 200
+    assert b"pending" in response.content
+    assert client.get("/admin/approvals/statustotal/add/").status_code == 403
