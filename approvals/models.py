@@ -471,14 +471,7 @@ class ApprovalRequest(models.Model):
                 execution_date=execution_date,
             )
             request._count_move(None, request.status)
-            record(
-                org_id=request.org_id,
-                actor=requestor,
-                action="approval.created",
-                resource=request,
-                after=request.audit_snapshot(),
-                metadata={"approval_id": str(request.pk)},
-            )
+            request._audit("approval.created", actor=requestor)
             notify.request_created(request)
         return request
 
@@ -572,18 +565,12 @@ class ApprovalRequest(models.Model):
                     locked._move_to(Status.APPROVED)
                     updated.append("status")
             locked.save(update_fields=updated)
-            record(
-                org_id=locked.org_id,
+            locked._audit(
+                "approval.approved",
                 actor=by,
-                action="approval.approved",
-                resource=locked,
                 before=before,
-                after=locked.audit_snapshot(),
-                metadata={
-                    "approval_id": str(locked.pk),
-                    "note": note,
-                    "ignored_conflicts": conflicts if ignore_conflicts else [],
-                },
+                note=note,
+                ignored_conflicts=conflicts if ignore_conflicts else [],
             )
             if locked.status == Status.APPLIED:
                 locked._write_payload(state, actor=by, applied_at=now)
@@ -606,15 +593,7 @@ class ApprovalRequest(models.Model):
             locked.save(
                 update_fields=["status", "reviewer", "review_note", "reviewed_at", "updated_at"]
             )
-            record(
-                org_id=locked.org_id,
-                actor=by,
-                action="approval.rejected",
-                resource=locked,
-                before=before,
-                after=locked.audit_snapshot(),
-                metadata={"approval_id": str(locked.pk), "note": note},
-            )
+            locked._audit("approval.rejected", actor=by, before=before, note=note)
             notify.request_rejected(locked)
         self.refresh_from_db()
 
@@ -628,15 +607,7 @@ class ApprovalRequest(models.Model):
             before = locked.audit_snapshot()
             locked._move_to(Status.CANCELLED)
             locked.save(update_fields=["status", "updated_at"])
-            record(
-                org_id=locked.org_id,
-                actor=by,
-                action="approval.cancelled",
-                resource=locked,
-                before=before,
-                after=locked.audit_snapshot(),
-                metadata={"approval_id": str(locked.pk), "note": note},
-            )
+            locked._audit("approval.cancelled", actor=by, before=before, note=note)
         self.refresh_from_db()
 
     def apply_when_due(self, *, now=None) -> bool:
@@ -671,14 +642,8 @@ class ApprovalRequest(models.Model):
                     ]
                 )
                 locked.reviews.filter(is_current=True).update(is_current=False)
-                record(
-                    org_id=locked.org_id,
-                    actor=None,
-                    action="approval.schedule_conflicted",
-                    resource=locked,
-                    before=before,
-                    after=locked.audit_snapshot(),
-                    metadata={"approval_id": str(locked.pk), "conflicts": conflicts},
+                locked._audit(
+                    "approval.schedule_conflicted", actor=None, before=before, conflicts=conflicts
                 )
                 notify.scheduled_apply_failed(locked, conflicts)
                 applied = False
@@ -711,6 +676,18 @@ class ApprovalRequest(models.Model):
             flag_id=self.flag_id, environment_id=self.environment_id
         )
         return state
+
+    def _audit(self, action: str, *, actor, before=None, **metadata) -> None:
+        """This request's audit entry: its state after the change, and its id in the metadata."""
+        record(
+            org_id=self.org_id,
+            actor=actor,
+            action=action,
+            resource=self,
+            before=before,
+            after=self.audit_snapshot(),
+            metadata={"approval_id": str(self.pk), **metadata},
+        )
 
     def _check_reviewable_by(self, by) -> None:
         """The review checks after the lock, in the SPEC's order: open, not own, not twice."""
