@@ -1,5 +1,8 @@
 from django.db import transaction
 
+from flagship import permissions
+from flagship.errors import NotFound
+
 
 def record(**entry):
     # Imported on use: audit.models builds its own audited models on this mixin.
@@ -9,14 +12,30 @@ def record(**entry):
 
 
 class AuditedModel:
-    """Create, update and delete that write their audit entry in the same transaction.
+    """Create, update and delete that check who may, and write their audit entry in the same
+    transaction, for every interface (API, admin, commands).
 
     A model using it names its `audit_resource_type` (also the action prefix, e.g.
-    "project.updated") and defines `audit_snapshot()`, `org_id` and, where creating it
-    creates more rows, `_create_rows(**fields)`.
+    "project.updated"), the abilities each write needs, and defines `audit_snapshot()`,
+    `org_id` and, where creating it creates more rows, `_create_rows(**fields)`. `by=None` is
+    the system itself (bootstrap commands), which no role check applies to.
     """
 
     audit_resource_type: str
+    create_ability: "permissions.Ability"
+    change_ability: "permissions.Ability"
+    delete_ability: "permissions.Ability"
+
+    @staticmethod
+    def _check(ability, by, instance=None) -> None:
+        if by is None:
+            return
+        ability.require(by)
+        if instance is not None and instance.org_id != by.org_id:
+            raise NotFound(f"{instance.audit_resource_type.replace('_', ' ')} not found")
+
+    def audit_action_for(self, before: dict, after: dict) -> str:
+        return f"{self.audit_resource_type}.updated"
 
     @classmethod
     def _create_rows(cls, **fields):
@@ -24,8 +43,10 @@ class AuditedModel:
 
     @classmethod
     def create_audited(cls, *, by, **fields):
+        cls._check(cls.create_ability, by)
         with transaction.atomic():
             instance = cls._create_rows(**fields)
+            cls._check(cls.create_ability, by, instance)  # rolls back a foreign creation
             record(
                 org_id=instance.org_id,
                 actor=by,
@@ -35,7 +56,8 @@ class AuditedModel:
             )
         return instance
 
-    def update_audited(self, *, by, changes: dict, action: str | None = None) -> None:
+    def update_audited(self, *, by, changes: dict) -> None:
+        self._check(self.change_ability, by, self)
         with transaction.atomic():
             locked = type(self).objects.select_for_update().get(pk=self.pk)
             before = locked.audit_snapshot()
@@ -47,7 +69,7 @@ class AuditedModel:
                 record(
                     org_id=locked.org_id,
                     actor=by,
-                    action=action or f"{self.audit_resource_type}.updated",
+                    action=locked.audit_action_for(before, after),
                     resource=locked,
                     before=before,
                     after=after,
@@ -55,6 +77,7 @@ class AuditedModel:
         self.refresh_from_db()
 
     def delete_audited(self, *, by) -> None:
+        self._check(self.delete_ability, by, self)
         with transaction.atomic():
             record(
                 org_id=self.org_id,

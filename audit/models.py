@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from audit.context import current_request_metadata
 from audit.mixins import AuditedModel
+from flagship import permissions
 from flagship.models import Organization, OrgScopedQuerySet
 
 
@@ -196,6 +197,7 @@ class Webhook(AuditedModel, models.Model):
     """An HTTP endpoint of another system that hears about the audit actions it subscribes to."""
 
     audit_resource_type = "webhook"
+    create_ability = change_ability = delete_ability = permissions.MANAGE
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     org = models.ForeignKey(

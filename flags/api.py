@@ -104,18 +104,6 @@ class EnvironmentViewSet(ProjectScopedMixin, AuditedCrudMixin, viewsets.ModelVie
     def create_fields(self):
         return {"project": self.get_project()}
 
-    def update_instance(self, instance, changes):
-        protection_fields = {"requires_approval", "min_approvals"}
-        changes_protection = any(
-            field in protection_fields and getattr(instance, field) != value
-            for field, value in changes.items()
-        )
-        instance.update_audited(
-            by=self.request.user,
-            changes=changes,
-            action="environment.protection_changed" if changes_protection else None,
-        )
-
 
 class FlagViewSet(ProjectScopedMixin, AuditedCrudMixin, viewsets.ModelViewSet):
     serializer_class = FlagSerializer

@@ -5,6 +5,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from audit.mixins import AuditedModel
+from flagship import permissions
 from flagship.errors import InvalidInput, StateConflict
 from flagship.models import Organization, OrgScopedQuerySet
 
@@ -21,6 +22,7 @@ class ProjectQuerySet(OrgScopedQuerySet):
 
 class Project(AuditedModel, models.Model):
     audit_resource_type = "project"
+    create_ability = change_ability = delete_ability = permissions.MANAGE
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="projects")
@@ -49,6 +51,7 @@ class EnvironmentQuerySet(OrgScopedQuerySet):
 
 class Environment(AuditedModel, models.Model):
     audit_resource_type = "environment"
+    create_ability = change_ability = delete_ability = permissions.MANAGE
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="environments")
@@ -96,6 +99,12 @@ class Environment(AuditedModel, models.Model):
             "min_approvals": self.min_approvals,
         }
 
+    def audit_action_for(self, before: dict, after: dict) -> str:
+        protection = ("requires_approval", "min_approvals")
+        if any(before[field] != after[field] for field in protection):
+            return "environment.protection_changed"
+        return "environment.updated"
+
     @classmethod
     def _create_rows(cls, *, project, **fields) -> "Environment":
         """Creates the environment with a default state for every flag of its project."""
@@ -119,6 +128,9 @@ class FlagQuerySet(OrgScopedQuerySet):
 
 class Flag(AuditedModel, models.Model):
     audit_resource_type = "flag"
+    create_ability = change_ability = permissions.EDIT_FLAGS
+    # Deleting a flag removes it from every environment, protected ones included.
+    delete_ability = permissions.DELETE_FLAGS
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="flags")
