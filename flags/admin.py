@@ -2,7 +2,6 @@ from django import forms
 from django.contrib import admin
 
 from flags.models import Environment, Flag, FlagState, Project
-from flags.validation import value_matches_type
 from flagship import permissions
 from flagship.admin import OrgScopedAdmin
 
@@ -20,25 +19,6 @@ class ProjectForm(forms.ModelForm):
         if taken.exists():
             raise forms.ValidationError("A project with this slug exists.")
         return slug
-
-
-class FlagForm(forms.ModelForm):
-    """The checks the flags API makes on a flag's type, default value and tags."""
-
-    def clean(self):
-        cleaned = super().clean()
-        flag_type = cleaned.get("flag_type") or self.instance.flag_type
-        default_value = cleaned.get("default_value")
-        if default_value is not None and not value_matches_type(flag_type, default_value):
-            self.add_error(
-                "default_value", f"Must be a {flag_type} value, to match the flag's type."
-            )
-        tags = cleaned.get("tags")
-        if tags is not None and not (
-            isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)
-        ):
-            self.add_error("tags", 'Must be a list of strings, such as ["payments"].')
-        return cleaned
 
 
 @admin.register(Project)
@@ -117,7 +97,6 @@ class FlagAdmin(OrgScopedAdmin):
     autocomplete_fields = ["project"]
     fields = ["project", "key", "name", "description", "flag_type", "default_value", "tags"]
     inlines = [FlagStateInline]
-    form = FlagForm
     add_ability = permissions.EDIT_FLAGS
     change_ability = permissions.EDIT_FLAGS
 

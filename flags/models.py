@@ -1,5 +1,6 @@
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.utils import timezone
@@ -179,6 +180,18 @@ class Flag(AuditedModel, models.Model):
             "default_value": self.default_value,
             "tags": self.tags,
         }
+
+    def clean(self):
+        """Checked by model forms (the admin); the API's serializer makes the same checks."""
+        from flags.validation import type_mismatch
+
+        problem = self.default_value is not None and type_mismatch(
+            self.flag_type, self.default_value
+        )
+        if problem:
+            raise ValidationError({"default_value": problem})
+        if not isinstance(self.tags, list) or not all(isinstance(tag, str) for tag in self.tags):
+            raise ValidationError({"tags": 'Must be a list of strings, such as ["payments"].'})
 
     def update_details(self, *, by, changes: dict) -> None:
         """Edits name, description, tags or the default value. The default value is what a

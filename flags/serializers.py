@@ -2,7 +2,7 @@ from django.utils.text import slugify
 from rest_framework import serializers
 
 from flags.models import FLAG_KEY_PATTERN, Environment, Flag, FlagState, Project
-from flags.validation import value_matches_type
+from flags.validation import type_mismatch
 from flagship.serializers import StrictModelSerializer, StrictSerializer
 
 
@@ -108,10 +108,9 @@ class FlagSerializer(StrictModelSerializer):
             raise serializers.ValidationError({"key": ["A flag with this key exists."]})
         flag_type = attrs.get("flag_type") or getattr(self.instance, "flag_type", "boolean")
         default_value = attrs.get("default_value")
-        if default_value is not None and not value_matches_type(flag_type, default_value):
-            raise serializers.ValidationError(
-                {"default_value": [f"Must be a {flag_type} value, to match the flag's type."]}
-            )
+        problem = default_value is not None and type_mismatch(flag_type, default_value)
+        if problem:
+            raise serializers.ValidationError({"default_value": [problem]})
         return attrs
 
 

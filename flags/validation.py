@@ -51,6 +51,13 @@ def value_matches_type(flag_type: str, value) -> bool:
     return True  # json: any JSON value
 
 
+def type_mismatch(flag_type: str, value) -> str | None:
+    """The message for a value (default, variant or rule value) that the flag cannot serve."""
+    if value_matches_type(flag_type, value):
+        return None
+    return f"Must be a {flag_type} value, to match the flag's type."
+
+
 def check_basis_points(value, errors: list[str]) -> None:
     if not is_int(value):
         errors.append("Must be an integer number of basis points (0-10000).")
@@ -76,8 +83,9 @@ class StateChangeValidator:
         self.errors.setdefault(name, []).append(message)
 
     def typed_value(self, path: str, value) -> None:
-        if not value_matches_type(self.flag.flag_type, value):
-            self.error(path, f"Must be a {self.flag.flag_type} value, to match the flag's type.")
+        problem = type_mismatch(self.flag.flag_type, value)
+        if problem:
+            self.error(path, problem)
 
     def validate(self, changes) -> dict:
         if not isinstance(changes, dict):
