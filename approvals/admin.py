@@ -136,11 +136,7 @@ class ReviewAdmin(OrgScopedAdmin):
     readonly_fields = ["approval_request", "reviewer", "action", "note", "is_current", "created_at"]
     fields = readonly_fields
 
-    def get_queryset(self, request):
-        queryset = admin.ModelAdmin.get_queryset(self, request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(approval_request__org_id=request.user.org_id)
+    org_id_lookup = "approval_request__org_id"
 
 
 @admin.register(StatusTotal)
@@ -153,8 +149,4 @@ class StatusTotalAdmin(OrgScopedAdmin):
     readonly_fields = ["org", "status", "stripe", "count"]
     fields = readonly_fields
 
-    def get_queryset(self, request):
-        queryset = admin.ModelAdmin.get_queryset(self, request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(org_id=request.user.org_id)
+    org_id_lookup = "org_id"

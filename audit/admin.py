@@ -79,8 +79,4 @@ class WebhookDeliveryAdmin(OrgScopedAdmin):
     ]
     readonly_fields = fields
 
-    def get_queryset(self, request):
-        queryset = admin.ModelAdmin.get_queryset(self, request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(webhook__org_id=request.user.org_id)
+    org_id_lookup = "webhook__org_id"

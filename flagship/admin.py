@@ -24,11 +24,16 @@ class OrgScopedAdmin(admin.ModelAdmin):
 
     add_ability: permissions.Ability | None = None
     change_ability: permissions.Ability | None = None
+    # The path from the row to its organization's id, for models whose queryset has no
+    # `visible_to` (e.g. "webhook__org_id").
+    org_id_lookup: str | None = None
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         if request.user.is_superuser:
             return queryset
+        if self.org_id_lookup:
+            return queryset.filter(**{self.org_id_lookup: request.user.org_id})
         return queryset.visible_to(request.user)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -96,11 +101,7 @@ class OrganizationAdmin(OrgScopedAdmin):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
 
-    def get_queryset(self, request):
-        queryset = admin.ModelAdmin.get_queryset(self, request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(pk=request.user.org_id)
+    org_id_lookup = "pk"
 
 
 @admin.register(User)
@@ -113,11 +114,8 @@ class UserAdmin(OrgScopedAdmin):
     fields = ["email", "name", "is_staff", "is_active", "date_joined", "last_login"]
     readonly_fields = fields
 
-    def get_queryset(self, request):
-        queryset = admin.ModelAdmin.get_queryset(self, request).select_related("membership")
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(membership__org_id=request.user.org_id)
+    org_id_lookup = "membership__org_id"
+    list_select_related = ["membership"]
 
     @admin.display(ordering="membership__role")
     def role(self, user):
@@ -136,11 +134,7 @@ class MembershipAdmin(OrgScopedAdmin):
     readonly_fields = ["user", "org", "created_at"]
     change_ability = permissions.MANAGE
 
-    def get_queryset(self, request):
-        queryset = admin.ModelAdmin.get_queryset(self, request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(org_id=request.user.org_id)
+    org_id_lookup = "org_id"
 
     def update(self, request, obj, form):
         if "role" in form.changed_data:
