@@ -1,16 +1,23 @@
 """Loads the benchmark data set into PostgreSQL: 10 organizations (through the same bootstrap
-and model methods the product uses), then 1,000,000 approval requests, their reviews, one audit
-entry per request and the per-status totals, generated inside PostgreSQL with
-`INSERT ... SELECT generate_series` so no row travels through Python.
+and model methods the product uses), then 1,000,000 approval requests and their reviews,
+generated inside PostgreSQL with `INSERT ... SELECT generate_series` so no row travels through
+Python; one audit entry per request, hash-chained here and written with COPY; and the
+per-status totals.
 
 Run by bench/run.py; alone: `DATABASE_URL=postgres://.../flagship_bench python bench/load.py`.
 """
 
+import hashlib
+import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+
+import orjson
 
 ORGS = 10
 FLAGS_PER_ORG = 20
@@ -123,23 +130,119 @@ FROM approvals_approvalrequest a
 WHERE a.reviewer_id IS NOT NULL;
 """
 
-AUDIT_SQL = """
-INSERT INTO audit_auditentry (id, org_id, actor_id, actor_type, action, resource_type,
-                              resource_id, before_state, after_state, metadata, created_at)
-SELECT gen_random_uuid(), a.org_id, a.requestor_id, 'user', 'approval.created',
-       'approval_request', a.id::text, NULL,
-       jsonb_build_object('status', 'pending', 'change_type', a.change_type,
-                          'payload', a.payload, 'base_state', a.base_state),
-       jsonb_build_object('approval_id', a.id::text, 'source', 'api', 'ip', '127.0.0.1'),
-       a.created_at
-FROM approvals_approvalrequest a;
+# The product's approval.created entry for each request, oldest first per organization, so the
+# loader can extend each organization's hash chain (bench/load.py writes the hashes).
+AUDIT_SOURCE_SQL = """
+SELECT a.org_id, a.id, a.requestor_id, a.created_at, f.key, e.slug
+FROM approvals_approvalrequest a
+JOIN flags_flag f ON f.id = a.flag_id
+JOIN flags_environment e ON e.id = a.environment_id
+WHERE a.org_id = ANY(%s)
+ORDER BY a.org_id, a.created_at, a.id
 """
+AUDIT_COLUMNS = (
+    "id", "org_id", "actor_id", "actor_type", "action", "resource_type", "resource_id",
+    "before_state", "after_state", "metadata", "created_at", "sequence", "previous_hash",
+    "entry_hash",
+)  # fmt: skip
+
+
+def approval_created_fields(org_id, approval_id, requestor_id, created_at, flag_key, env_slug):
+    """What `ApprovalRequest.propose` records for a generated request, as `hash_entry` reads an
+    entry (ids as strings, the time in UTC), not yet chained."""
+    return {
+        "id": str(uuid.uuid4()),
+        "org_id": str(org_id),
+        "sequence": None,
+        "actor_id": str(requestor_id),
+        "actor_type": "user",
+        "action": "approval.created",
+        "resource_type": "approval_request",
+        "resource_id": str(approval_id),
+        "before_state": None,
+        "after_state": {
+            "status": "pending",
+            "flag_key": flag_key,
+            "environment": env_slug,
+            "change_type": "enable",
+            "payload": {"enabled": True},
+            "base_state": {"enabled": False},
+            "required_approvals": 1,
+            "approvals_count": 0,
+            "execution_date": None,
+        },
+        "metadata": {"ip": "127.0.0.1", "source": "api", "approval_id": str(approval_id)},
+        "created_at": created_at.astimezone(UTC).isoformat(),
+        "previous_hash": None,
+    }
+
+
+def fast_entry_hash(fields: dict) -> str:
+    """`audit.models.hash_entry` for fields that are already plain JSON (ASCII strings, ints,
+    no floats or dates): for those, orjson with sorted keys writes the same canonical text
+    as hash_entry's json.dumps, several times faster. Checked against hash_entry on the first
+    entry of every organization."""
+    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def as_audit_entry(fields: dict):
+    from audit.models import AuditEntry
+
+    return AuditEntry(**{**fields, "created_at": datetime.fromisoformat(fields["created_at"])})
+
+
+def load_audit_entries(org_ids: list) -> int:
+    """One approval.created entry per request of these organizations, appended to each one's
+    hash chain (after the entries the organizations' setup wrote), so `verify_audit` holds on
+    the loaded data. The hashes are computed here; the rows go in through COPY."""
+    from django.db import connection, transaction
+
+    from audit.models import AuditEntry, hash_entry
+
+    # Read before COPY starts: the connection can run nothing else until it ends.
+    heads = {}
+    for org_id in org_ids:
+        head = AuditEntry.objects.chain_of(org_id).last()
+        heads[org_id] = (head.sequence, head.entry_hash) if head else (0, "")
+    checked = set()
+    rows = 0
+    try:
+        with transaction.atomic(), connection.cursor() as read, connection.cursor() as write:
+            write.execute("SET LOCAL session_replication_role = replica")
+            read.execute(AUDIT_SOURCE_SQL, [org_ids])
+            sources = read.fetchall()
+            columns = ", ".join(AUDIT_COLUMNS)
+            with write.cursor.copy(f"COPY audit_auditentry ({columns}) FROM STDIN") as copy:
+                for source in sources:
+                    fields = approval_created_fields(*source)
+                    org_id = source[0]
+                    sequence, previous_hash = heads[org_id]
+                    fields["sequence"] = sequence + 1
+                    fields["previous_hash"] = previous_hash
+                    entry_hash = fast_entry_hash(fields)
+                    if org_id not in checked:
+                        assert entry_hash == hash_entry(as_audit_entry(fields)), "hash differs"
+                        checked.add(org_id)
+                    heads[org_id] = (sequence + 1, entry_hash)
+                    copy.write_row(
+                        (
+                            fields["id"], org_id, source[2], "user", fields["action"],
+                            fields["resource_type"], fields["resource_id"], None,
+                            orjson.dumps(fields["after_state"]).decode(),
+                            orjson.dumps(fields["metadata"]).decode(),
+                            source[3], sequence + 1, previous_hash, entry_hash,
+                        )
+                    )  # fmt: skip
+                    rows += 1
+    finally:
+        connection.close()
+    return rows
 
 
 def bulk_load() -> None:
     """Two cores: the requests are written by two connections at once, then the reviews and the
     audit entries side by side."""
-    from django.db import connection
+    from django.db import connection, connections
 
     from approvals.models import StatusTotal
     from flagship.models import Organization
@@ -152,7 +255,18 @@ def bulk_load() -> None:
         ("approval requests 1/2", APPROVALS_SQL, {**shape, "first": 1, "last": half}),
         ("approval requests 2/2", APPROVALS_SQL, {**shape, "first": half + 1, "last": REQUESTS}),
     )
-    in_parallel(("reviews", REVIEWS_SQL, None), ("audit entries", AUDIT_SQL, None))
+    # The audit entries are CPU-bound Python: two processes, each extending five orgs' chains.
+    org_ids = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+    started = time.monotonic()
+    connections.close_all()  # the forked processes open their own
+    with (
+        ThreadPoolExecutor(1) as threads,
+        ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as processes,
+    ):
+        reviews = threads.submit(run_statement, "reviews", REVIEWS_SQL, None)
+        audit_rows = sum(processes.map(load_audit_entries, [org_ids[0::2], org_ids[1::2]]))
+        log(f"audit entries: {audit_rows} rows, hash-chained, in {time.monotonic() - started:.1f}s")
+        reviews.result()
     started = time.monotonic()
     for org_id in Organization.objects.values_list("pk", flat=True):
         StatusTotal.objects.recount(org_id)
