@@ -11,7 +11,7 @@ from django.db.models.query import ValuesIterable
 from django.utils import timezone
 
 from approvals import notify
-from audit.models import record
+from audit.models import AuditEntry, audit_entry, record_all
 from flags.models import STATE_FIELDS, FlagState
 from flags.validation import validate_state_changes
 from flagship import permissions
@@ -557,27 +557,30 @@ class ApprovalRequest(models.Model):
             updated = ["approvals_count", "updated_at"]
             if locked.approvals_count >= locked.required_approvals:
                 locked.reviewer, locked.review_note, locked.reviewed_at = by, note, now
-                updated += ["reviewer", "review_note", "reviewed_at"]
+                updated += ["reviewer", "review_note", "reviewed_at", "status"]
                 if locked.execution_date is None or locked.execution_date <= now:
                     locked._move_to(Status.APPLIED)
-                    updated.append("status")
+                    locked.applied_at = now
+                    updated.append("applied_at")
                 else:
                     locked._move_to(Status.APPROVED)
-                    updated.append("status")
             locked.save(update_fields=updated)
-            locked._audit(
-                "approval.approved",
-                actor=by,
-                before=before,
-                note=note,
-                ignored_conflicts=conflicts if ignore_conflicts else [],
-            )
+            entries = [
+                locked._audit_entry(
+                    "approval.approved",
+                    actor=by,
+                    before=before,
+                    note=note,
+                    ignored_conflicts=conflicts if ignore_conflicts else [],
+                )
+            ]
             if locked.status == Status.APPLIED:
-                locked._write_payload(state, actor=by, applied_at=now)
+                entries.append(locked._write_payload(state, actor=by))
                 notify.request_applied(locked)
             elif locked.status == Status.APPROVED:
                 notify.request_approved(locked)
-        self.refresh_from_db()
+            record_all(entries)
+        self._take_state_of(locked)
 
     def reject(self, *, by, note: str = "") -> None:
         permissions.REVIEW.require(by)
@@ -595,7 +598,7 @@ class ApprovalRequest(models.Model):
             )
             locked._audit("approval.rejected", actor=by, before=before, note=note)
             notify.request_rejected(locked)
-        self.refresh_from_db()
+        self._take_state_of(locked)
 
     def cancel(self, *, by, note: str = "") -> None:
         permissions.CANCEL.require(by)
@@ -608,7 +611,7 @@ class ApprovalRequest(models.Model):
             locked._move_to(Status.CANCELLED)
             locked.save(update_fields=["status", "updated_at"])
             locked._audit("approval.cancelled", actor=by, before=before, note=note)
-        self.refresh_from_db()
+        self._take_state_of(locked)
 
     def apply_when_due(self, *, now=None) -> bool:
         """Applies an approved request whose execution date has passed, as the system.
@@ -649,11 +652,12 @@ class ApprovalRequest(models.Model):
                 applied = False
             else:
                 locked._move_to(Status.APPLIED)
-                locked.save(update_fields=["status", "updated_at"])
-                locked._write_payload(state, actor=None, applied_at=now)
+                locked.applied_at = now
+                locked.save(update_fields=["status", "applied_at", "updated_at"])
+                record_all([locked._write_payload(state, actor=None)])
                 notify.request_applied(locked)
                 applied = True
-        self.refresh_from_db()
+        self._take_state_of(locked)
         return applied
 
     # ----- internals --------------------------------------------------------------------------
@@ -678,8 +682,11 @@ class ApprovalRequest(models.Model):
         return state
 
     def _audit(self, action: str, *, actor, before=None, **metadata) -> None:
+        record_all([self._audit_entry(action, actor=actor, before=before, **metadata)])
+
+    def _audit_entry(self, action: str, *, actor, before=None, **metadata) -> AuditEntry:
         """This request's audit entry: its state after the change, and its id in the metadata."""
-        record(
+        return audit_entry(
             org_id=self.org_id,
             actor=actor,
             action=action,
@@ -689,13 +696,23 @@ class ApprovalRequest(models.Model):
             metadata={"approval_id": str(self.pk), **metadata},
         )
 
+    def _take_state_of(self, locked: "ApprovalRequest") -> None:
+        """Brings this instance up to date with the row a transition just wrote, without
+        reading it again (what refresh_from_db would do)."""
+        for field in self._meta.concrete_fields:
+            setattr(self, field.attname, getattr(locked, field.attname))
+        self._state.fields_cache = dict(locked._state.fields_cache)
+        self.__dict__.pop("_prefetched_objects_cache", None)
+
     def _check_reviewable_by(self, by) -> None:
         """The review checks after the lock, in the SPEC's order: open, not own, not twice."""
         if self.status != Status.PENDING:
             raise StateConflict(NOT_PENDING)
         if self.requestor_id == by.pk:
             raise NotPermitted(OWN_REQUEST)
-        if self.reviews.filter(reviewer=by, is_current=True).exists():
+        # A pending request's current reviews are its counted approvals (a rejection closes
+        # it), so with none counted there is nothing to look up.
+        if self.approvals_count and self.reviews.filter(reviewer=by, is_current=True).exists():
             raise StateConflict("you have already reviewed this request")
 
     def _move_to(self, status: str) -> None:
@@ -711,11 +728,10 @@ class ApprovalRequest(models.Model):
             deltas[old] = deltas.get(old, 0) - 1
         StatusTotal.objects.shift(self.org_id, deltas)
 
-    def _write_payload(self, state: FlagState, *, actor, applied_at) -> None:
+    def _write_payload(self, state: FlagState, *, actor) -> AuditEntry:
+        """Applies the payload to the locked flag state; returns the audit entry to record."""
         before, after = state.write(self.payload)
-        self.applied_at = applied_at
-        self.save(update_fields=["applied_at"])
-        record(
+        return audit_entry(
             org_id=self.org_id,
             actor=actor,
             action="flag.approved_change_applied",

@@ -140,7 +140,7 @@ def _integral_floats_as_ints(value):
     return value
 
 
-def record(
+def audit_entry(
     *,
     org_id,
     actor,
@@ -150,12 +150,12 @@ def record(
     after=None,
     metadata: dict | None = None,
 ) -> AuditEntry:
-    """Writes one audit entry. Call it inside the transaction that makes the change.
+    """An unsaved audit entry; `record_all` chains and writes it.
 
     `actor` is a user, or None for the system (the scheduler). The request's ip, user agent and
     interface are added to the metadata when there is a request.
     """
-    entry = AuditEntry(
+    return AuditEntry(
         org_id=org_id,
         actor=actor,
         actor_type=ActorType.USER if actor is not None else ActorType.SYSTEM,
@@ -166,12 +166,30 @@ def record(
         after_state=as_stored_json(after),
         metadata=as_stored_json({**current_request_metadata(), **(metadata or {})}),
     )
-    with transaction.atomic(savepoint=False):
-        entry.append_to_chain(AuditEntry.objects.lock_chain_head(org_id))
-        entry.save(force_insert=True)
-        # The audit log is the webhooks' event stream: the deliveries commit or roll back with it.
-        WebhookDelivery.enqueue_for(entry)
+
+
+def record(**fields) -> AuditEntry:
+    """Writes one audit entry (see `audit_entry` for the fields). Call it inside the
+    transaction that makes the change."""
+    entry = audit_entry(**fields)
+    record_all([entry])
     return entry
+
+
+def record_all(entries: list[AuditEntry]) -> None:
+    """Writes entries of one org, in this order, inside the transaction that makes the change.
+
+    A change that writes several entries (an approval that applies the flag state) locks the
+    org's chain, reads its head and looks up webhooks once for all of them, in one INSERT."""
+    (org_id,) = {entry.org_id for entry in entries}
+    with transaction.atomic(savepoint=False):
+        head = AuditEntry.objects.lock_chain_head(org_id)
+        for entry in entries:
+            entry.append_to_chain(head)
+            head = entry
+        AuditEntry.objects.bulk_create(entries)
+        # The audit log is the webhooks' event stream: the deliveries commit or roll back with it.
+        WebhookDelivery.enqueue_for(entries)
 
 
 # ----- outbound webhooks -----------------------------------------------------------------------
@@ -295,23 +313,26 @@ class WebhookDelivery(models.Model):
         return f"{self.event_type} to {self.webhook_id} ({self.status})"
 
     @classmethod
-    def enqueue_for(cls, entry: AuditEntry) -> None:
-        """Queues the entry for every active webhook of its org subscribed to its action. One
-        query when the org has no webhooks; call it in the entry's transaction."""
-        webhooks = [
-            webhook
-            for webhook in Webhook.objects.filter(org_id=entry.org_id, is_active=True).only(
-                "id", "events"
+    def enqueue_for(cls, entries: list[AuditEntry]) -> None:
+        """Queues each entry (all of one org) for every active webhook of the org subscribed to
+        its action. One query when the org has no webhooks; call it in the entries'
+        transaction."""
+        webhooks = list(
+            Webhook.objects.filter(org_id=entries[0].org_id, is_active=True).only("id", "events")
+        )
+        deliveries = [
+            cls(
+                webhook=webhook,
+                event_type=entry.action,
+                event_id=entry.pk,
+                payload=event_payload(entry),
             )
+            for entry in entries
+            for webhook in webhooks
             if webhook.subscribes_to(entry.action)
         ]
-        if not webhooks:
-            return
-        payload = event_payload(entry)
-        cls.objects.bulk_create(
-            cls(webhook=webhook, event_type=entry.action, event_id=entry.pk, payload=payload)
-            for webhook in webhooks
-        )
+        if deliveries:
+            cls.objects.bulk_create(deliveries)
 
 
 def event_payload(entry: AuditEntry) -> dict:

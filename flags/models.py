@@ -260,7 +260,8 @@ class FlagState(models.Model):
         return {field: getattr(self, field) for field in fields}
 
     def write(self, changes: dict) -> tuple[dict, dict]:
-        """Merges `changes` into this (locked) state and saves it, bumping the version.
+        """Merges `changes` into this state and saves it, bumping the version. The caller holds
+        the row lock (select_for_update), so the version read with it is still the latest.
 
         Returns the full state before and after, for the audit entry.
         """
@@ -269,9 +270,8 @@ class FlagState(models.Model):
             if field not in STATE_FIELDS:
                 raise ValueError(f"{field} is not a flag-state field")
             setattr(self, field, value)
-        self.version = models.F("version") + 1
+        self.version += 1
         self.save(update_fields=[*changes, "version", "updated_at"])
-        self.refresh_from_db(fields=["version", "updated_at"])
         return before, self.full_snapshot()
 
     def full_snapshot(self) -> dict:
