@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from approvals.models import ApprovalRequest, Review, StatusTotal
+from approvals.models import ApprovalRequest, QueuedEmail, Review, StatusTotal
 from flagship.admin import OrgScopedAdmin
 from flagship.errors import DomainError
 
@@ -150,3 +150,26 @@ class StatusTotalAdmin(OrgScopedAdmin):
     fields = readonly_fields
 
     org_id_lookup = "org_id"
+
+
+@admin.register(QueuedEmail)
+class QueuedEmailAdmin(OrgScopedAdmin):
+    """The email outbox, read-only: what was sent, what waits for a retry and why."""
+
+    list_display = ["created_at", "event", "approval_request", "status", "attempts", "sent_at"]
+    list_filter = ["status", "event"]
+    search_fields = ["last_error"]
+    list_select_related = ["approval_request__flag", "approval_request__environment"]
+    fields = [
+        "approval_request",
+        "event",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "sent_at",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+    org_id_lookup = "approval_request__org_id"

@@ -777,3 +777,57 @@ class Review(models.Model):
 
     def __str__(self):
         return f"{self.action} by {self.reviewer}"
+
+
+class EmailStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class QueuedEmailQuerySet(models.QuerySet):
+    def due(self, now=None):
+        return self.filter(status=EmailStatus.PENDING, next_attempt_at__lte=now or timezone.now())
+
+
+class QueuedEmail(models.Model):
+    """The email outbox: one notification about an approval request, written in the transaction
+    of the change it announces (so it exists exactly when the change committed) and sent by the
+    worker (`approvals.notify.send_next_due`), which retries while the mail server is down.
+    Rendering and sending stay out of the request that made the change."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    approval_request = models.ForeignKey(
+        ApprovalRequest, on_delete=models.CASCADE, related_name="queued_emails"
+    )
+    event = models.CharField(max_length=32, help_text="Names the template in emails/.")
+    conflicts = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        max_length=16, choices=EmailStatus.choices, default=EmailStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the worker may next try; None once sent or failed for good.
+    next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = QueuedEmailQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=EmailStatus.values), name="queued_email_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="queued_email_due",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.event} email for {self.approval_request_id} ({self.status})"

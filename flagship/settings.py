@@ -275,6 +275,7 @@ SPECTACULAR_SETTINGS = {
 # Email notifications: printed to the console unless EMAIL_HOST names an SMTP server.
 # (Django 6.1 configures mail through MAILERS; EMAIL_HOST etc. stay the variables' names.)
 smtp_host = env_str("EMAIL_HOST", "")
+EMAIL_TIMEOUT_SECONDS = env_int("EMAIL_TIMEOUT", 10)
 MAILERS = {
     "default": {
         "BACKEND": env_str(
@@ -290,13 +291,17 @@ MAILERS = {
             "password": env_str("EMAIL_HOST_PASSWORD", ""),
             "use_tls": env_bool("EMAIL_USE_TLS", True),
             "use_ssl": env_bool("EMAIL_USE_SSL", False),
-            "timeout": env_int("EMAIL_TIMEOUT", 10),
+            "timeout": EMAIL_TIMEOUT_SECONDS,
         }
         if smtp_host
         else {},
     }
 }
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Flagship <flagship@localhost>")
+# Emails are queued by the change and sent by `manage.py run_worker`; a failed attempt n is
+# retried after EMAIL_RETRY_BASE_SECONDS * 2**(n-1) (30 s, 60 s, 2 min ...).
+EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6)
+EMAIL_RETRY_BASE_SECONDS = env_int("EMAIL_RETRY_BASE_SECONDS", 30)
 
 # Outbound webhooks, sent by `manage.py run_worker`.
 # Targets resolving to loopback, link-local, private or metadata addresses are refused unless
@@ -307,7 +312,7 @@ WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 # Retry n waits WEBHOOK_RETRY_BASE_SECONDS * 2**(n-1): 10 s, 20 s, 40 s ... with the defaults.
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 10)
 
-# How often an idle worker looks for due scheduled changes and webhook deliveries.
+# How often an idle worker looks for due scheduled changes, emails and webhook deliveries.
 WORKER_POLL_SECONDS = env_int("WORKER_POLL_SECONDS", 1)
 
 # Adds GET /v1/bench/ping (no auth, no database) for bench/run.py's ceiling figure.

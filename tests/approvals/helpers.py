@@ -35,3 +35,14 @@ def propose_many(workspace, requestor, count: int, environment=None) -> list[App
         )
         for number in range(count)
     ]
+
+
+def send_queued_emails() -> int:
+    """Does what the worker does with the email outbox: sends every due email. Returns how many
+    were taken from the queue."""
+    from approvals.notify import send_next_due
+
+    taken = 0
+    while send_next_due() is not None:
+        taken += 1
+    return taken

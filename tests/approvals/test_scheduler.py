@@ -8,6 +8,7 @@ from approvals.models import ApprovalRequest, ChangeType, Status
 from approvals.scheduler import apply_next_due
 from audit.models import ActorType, AuditEntry
 from flags.models import FlagState
+from tests.approvals.helpers import send_queued_emails
 
 
 def scheduled_request(acme, developer, admin, **fields) -> ApprovalRequest:
@@ -83,7 +84,7 @@ def test_due_requests_are_taken_oldest_execution_date_first(acme, developer, adm
 
 
 def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
-    acme, developer, admin, mailoutbox, django_capture_on_commit_callbacks
+    acme, developer, admin, mailoutbox
 ):
     request = scheduled_request(acme, developer, admin)
     make_due(request)
@@ -92,10 +93,11 @@ def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
     FlagState.objects.filter(flag=acme.flag, environment=acme.production).update(
         percentage_rollout=2500
     )
+    send_queued_emails()
     mailoutbox.clear()
 
-    with django_capture_on_commit_callbacks(execute=True):
-        apply_next_due()
+    apply_next_due()
+    send_queued_emails()
 
     request.refresh_from_db()
     assert request.status == Status.PENDING
@@ -117,15 +119,14 @@ def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
     assert "percentage_rollout" in email.alternatives[0].content
 
 
-def test_requestor_is_emailed_when_the_scheduled_change_applies(
-    acme, developer, admin, mailoutbox, django_capture_on_commit_callbacks
-):
+def test_requestor_is_emailed_when_the_scheduled_change_applies(acme, developer, admin, mailoutbox):
     request = scheduled_request(acme, developer, admin)
     make_due(request)
+    send_queued_emails()
     mailoutbox.clear()
 
-    with django_capture_on_commit_callbacks(execute=True):
-        apply_next_due()
+    apply_next_due()
+    send_queued_emails()
 
     assert [email.to for email in mailoutbox] == [[developer.email]]
     assert "Applied" in mailoutbox[0].subject

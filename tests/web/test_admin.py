@@ -3,7 +3,7 @@ from django.contrib.messages import get_messages
 from django.db import transaction
 from django.urls import reverse
 
-from approvals.models import ApprovalRequest, Review, Status
+from approvals.models import ApprovalRequest, QueuedEmail, Review, Status
 from audit.models import AuditEntry
 from conftest import add_member
 from flags.models import Environment, Flag, FlagState, Project
@@ -40,6 +40,7 @@ def test_every_model_is_registered():
         FlagState,
         ApprovalRequest,
         Review,
+        QueuedEmail,
         AuditEntry,
     ):
         assert model in registered, model
@@ -56,6 +57,28 @@ def test_staff_owner_sees_their_organization_in_the_admin(browser_for, owner, pr
     assert "Approval requests" in index.content.decode()
     assert changelist.status_code == 200
     assert changelist.context["cl"].result_count == 1
+
+
+def test_queued_emails_are_shown_read_only_for_the_staff_users_organization(
+    browser_for, owner, propose, other_org, outsider
+):
+    approval = propose()
+    ApprovalRequest.propose(
+        flag=other_org.flag,
+        environment=other_org.production,
+        requestor=outsider,
+        change_type="enable",
+    )
+    client = browser_for(owner)
+
+    changelist = client.get(reverse("admin:approvals_queuedemail_changelist"))
+    add = client.get(reverse("admin:approvals_queuedemail_add"))
+
+    assert changelist.status_code == 200
+    assert [email.approval_request_id for email in changelist.context["cl"].result_list] == [
+        approval.pk
+    ]
+    assert add.status_code == 403
 
 
 def test_approve_action_applies_the_request_as_the_staff_user(browser_for, acme, owner, propose):

@@ -1,4 +1,5 @@
-"""The background worker: applies scheduled changes when due and sends webhook deliveries.
+"""The background worker: applies scheduled changes when due, and sends queued emails and
+webhook deliveries.
 
 PostgreSQL row locks (`SKIP LOCKED`) coordinate any number of workers, so there is no broker;
 on SQLite, run one. SIGTERM or SIGINT lets the current item finish, then the worker exits 0.
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
+from approvals.notify import send_next_due
 from approvals.scheduler import apply_next_due
 from audit.webhooks import deliver_next_due
 
@@ -26,8 +28,9 @@ PARENT_PID_VARIABLE = "FLAGSHIP_WORKER_PARENT_PID"
 
 class Command(BaseCommand):
     help = (
-        "Applies approved requests whose execution date has passed and sends webhook "
-        "deliveries. Runs until SIGTERM/SIGINT (or, with --exit-when-idle, until nothing is due)."
+        "Applies approved requests whose execution date has passed and sends queued emails "
+        "and webhook deliveries. Runs until SIGTERM/SIGINT (or, with --exit-when-idle, until "
+        "nothing is due)."
     )
 
     def add_arguments(self, parser):
@@ -80,11 +83,12 @@ class Command(BaseCommand):
         logger.info("worker %s stopped", os.getpid())
 
     def work_once(self) -> bool:
-        """One due scheduled change and one due webhook delivery, so neither starves the
-        other. True when there was something to do."""
+        """One due scheduled change, one due email and one due webhook delivery, so none
+        starves the others. True when there was something to do."""
         applied = apply_next_due()
+        emailed = send_next_due()
         delivered = deliver_next_due()
-        return applied is not None or delivered is not None
+        return applied is not None or emailed is not None or delivered is not None
 
     def request_stop(self, signum, frame):
         logger.info("worker %s: %s received, stopping", os.getpid(), signal.Signals(signum).name)
