@@ -137,3 +137,31 @@ def test_filtered_list_counts_its_rows_without_joins(acme, developer, admin, api
     counts = [query["sql"] for query in captured if "COUNT(" in query["sql"]]
     assert len(counts) == 1
     assert "JOIN" not in counts[0]
+
+
+def data_statements(captured) -> list[str]:
+    """The statements that read or write rows (not transaction control such as SAVEPOINT)."""
+    return [
+        query["sql"]
+        for query in captured.captured_queries
+        if query["sql"].split(None, 1)[0].upper() in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    ]
+
+
+@pytest.mark.django_db
+def test_review_and_apply_runs_a_fixed_set_of_statements(acme, developer, admin, api):
+    request = propose_many(acme, developer, 1)[0]
+    client = api(admin)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post(
+            f"/v1/approvals/{request.pk}/review", {"action": "approve"}, format="json"
+        )
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "applied"
+    # auth; the request (404 check); lock the request; lock the flag state; insert the review;
+    # the per-status totals; update the request; update the flag state; lock the audit chain
+    # and read its head; insert both audit entries; webhooks; queue the email; then the
+    # response's two reads.
+    assert len(data_statements(captured)) == 15, "\n".join(data_statements(captured))
