@@ -10,7 +10,7 @@ lists, Django's own from-database converters, and UUIDs written as text by the d
 import uuid
 from collections.abc import Callable
 
-from django.db import connection
+from django.db import connection, models
 
 
 def columns(model, alias: str) -> list[str]:
@@ -66,9 +66,14 @@ UUID_AS_TEXT = {
 }
 
 
-def uuid_as_text(column: str) -> tuple[str, Callable | None]:
-    """SQL reading a UUID column as API text (NULL stays NULL), and the conversion still due in
-    Python: none on SQLite and PostgreSQL, a uuid.UUID round trip on other databases."""
+def read(field, column: str) -> tuple[str, Callable | None]:
+    """SQL reading the field's `column` and the conversion its values still need in Python.
+
+    UUIDs (and foreign keys to them) are read as API text (NULL stays NULL) written by the
+    database on SQLite and PostgreSQL, by a uuid.UUID round trip on others. Every other value is
+    read as is and converted as the ORM would (`converter`)."""
+    if not isinstance(getattr(field, "target_field", field), models.UUIDField):
+        return column, converter(field)
     template = UUID_AS_TEXT.get(connection.vendor)
     if template is not None:
         return template.format(column), None
