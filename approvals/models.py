@@ -218,26 +218,29 @@ REVIEW_COLUMNS = ("reviewer_id", "action", "note", "is_current", "created_at")
 
 @dataclass(frozen=True)
 class ApprovalRowsStatement:
-    """The SQL of ApprovalRowsIterable around the queryset's WHERE clause and slice, and where
-    each value sits in its result rows with the conversion it needs (None: none)."""
+    """The SQL of ApprovalRowsIterable around the queryset's WHERE clause and slice, and what
+    its result rows hold: LIST_COLUMNS, the flag key, the flag state's id and STATE_FIELDS, then
+    from `review_start` on REVIEW_COLUMNS and the review's id. `conversions` name the columns
+    whose values need converting in Python (as the ORM would) and how."""
 
     template: str
-    converters: list
-    state_columns: dict  # flag-state field -> (index, converter)
-    review_converters: list
+    conversions: list  # (request column, converter)
+    state_columns: dict  # flag-state field -> (index, converter or None)
     review_start: int
+    review_conversions: list  # (review column, converter)
 
     @classmethod
     @cache
     def build(cls, vendor: str) -> "ApprovalRowsStatement":
         """Built once per process; `vendor` keys the cache (the SQL is the backend's)."""
         qn = connection.ops.quote_name
-        selected, converters = [], []
+        selected, conversions = [], []
         for name in LIST_COLUMNS:
             field = ApprovalRequest._meta.get_field(name)
             column, convert = sql.read(field, f'"page".{qn(field.column)}')
             selected.append(column)
-            converters.append(convert)
+            if convert is not None:
+                conversions.append((name, convert))
         selected += ['"flag"."key"', '"state"."id"']
         state_columns = {}
         for name in STATE_FIELDS:
@@ -245,12 +248,13 @@ class ApprovalRowsStatement:
             state_columns[name] = (len(selected), sql.converter(field))
             selected.append(f'"state".{qn(field.column)}')
         review_start = len(selected)
-        review_converters = []
+        review_conversions = []
         for name in REVIEW_COLUMNS:
             field = Review._meta.get_field(name)
             column, convert = sql.read(field, f'"review".{qn(field.column)}')
             selected.append(column)
-            review_converters.append(convert)
+            if convert is not None:
+                review_conversions.append((name, convert))
         selected.append('"review"."id"')
         request_table = qn(ApprovalRequest._meta.db_table)
         page_columns = ", ".join(
@@ -271,7 +275,7 @@ class ApprovalRowsStatement:
             'ORDER BY "page"."created_at" DESC, "page"."id" DESC, '
             '"review"."created_at" ASC, "review"."id" ASC'
         )
-        return cls(template, converters, state_columns, review_converters, review_start)
+        return cls(template, conversions, state_columns, review_start, review_conversions)
 
 
 class ApprovalRowsIterable(BaseIterable):
@@ -320,8 +324,12 @@ class ApprovalRowsIterable(BaseIterable):
 
     @staticmethod
     def approval_row(statement: ApprovalRowsStatement, result) -> ApprovalRow:
-        values = sql.convert_row(result[: len(LIST_COLUMNS)], statement.converters)
-        row = ApprovalRow(**dict(zip(LIST_COLUMNS, values, strict=True)))
+        row = ApprovalRow()
+        values = vars(row)
+        # The result goes on past the request's columns; zip stops at the last of them.
+        values.update(zip(LIST_COLUMNS, result, strict=False))
+        for name, convert in statement.conversions:
+            values[name] = convert(values[name])
         row.flag_key, has_state = result[len(LIST_COLUMNS)], result[len(LIST_COLUMNS) + 1]
         row.reviews = []
         row.conflicts = []
@@ -336,8 +344,12 @@ class ApprovalRowsIterable(BaseIterable):
 
     @staticmethod
     def review(statement: ApprovalRowsStatement, result) -> SimpleNamespace:
-        values = sql.convert_row(result[statement.review_start : -1], statement.review_converters)
-        return SimpleNamespace(**dict(zip(REVIEW_COLUMNS, values, strict=True)))
+        review = SimpleNamespace()
+        values = vars(review)
+        values.update(zip(REVIEW_COLUMNS, result[statement.review_start :], strict=False))
+        for name, convert in statement.review_conversions:
+            values[name] = convert(values[name])
+        return review
 
 
 class ApprovalRequestQuerySet(OrgScopedQuerySet):
