@@ -228,7 +228,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["flagship.permissions.RoleAllowsAction"],
     "DEFAULT_PARSER_CLASSES": ["flagship.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["flagship.renderers.FastJSONRenderer"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["flagship.filters.FilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "flagship.pagination.EnvelopePagination",
     "DEFAULT_SCHEMA_CLASS": "flagship.schema.FlagshipAutoSchema",
     "EXCEPTION_HANDLER": "flagship.exceptions.api_exception_handler",

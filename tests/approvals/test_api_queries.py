@@ -25,15 +25,15 @@ def decide_some(requests, reviewer) -> None:
 
 
 @pytest.mark.django_db
-def test_approvals_list_runs_four_queries_for_5_or_40_rows(acme, developer, admin, api):
+def test_approvals_list_runs_three_queries_for_5_or_40_rows(acme, developer, admin, api):
     decide_some(propose_many(acme, developer, 40), admin)
     client = api(admin)
 
     small = queries_for(client, "/v1/approvals?limit=5", 5)
     large = queries_for(client, "/v1/approvals?limit=40", 40)
 
-    # auth, total (from the per-status totals), rows (with flag key and flag state), reviews
-    assert small == large == 4
+    # auth, total (from the per-status totals), rows (with flag key, flag state and reviews)
+    assert small == large == 3
 
 
 @pytest.mark.django_db
@@ -46,7 +46,7 @@ def test_approvals_list_filtered_by_status_runs_a_constant_number_of_queries(
     small = queries_for(client, "/v1/approvals?status=pending&limit=5", 5)
     large = queries_for(client, "/v1/approvals?status=pending&limit=40", 40)
 
-    assert small == large == 4
+    assert small == large == 3
 
 
 @pytest.mark.django_db
@@ -61,7 +61,7 @@ def test_approvals_list_next_page_by_cursor_runs_the_same_queries_as_page_one(
         second = client.get(f"/v1/approvals?limit=5&cursor={first['next_cursor']}")
 
     assert second.status_code == 200
-    assert len(captured) == 4
+    assert len(captured) == 3
 
 
 @pytest.mark.django_db
@@ -76,8 +76,8 @@ def test_flag_approvals_list_runs_a_constant_number_of_queries(acme, developer, 
     small = queries_for(client, f"{url}?limit=5", 5)
     large = queries_for(client, f"{url}?limit=40", 40)
 
-    # auth, project, flag, environment, count, rows, reviews
-    assert small == large == 7
+    # auth, project, flag, environment, count, rows (with their reviews)
+    assert small == large == 6
 
 
 @pytest.mark.django_db
@@ -111,7 +111,7 @@ def test_flags_list_runs_a_constant_number_of_queries(acme, owner, admin, api):
 
 
 @pytest.mark.django_db
-def test_get_one_approval_runs_three_queries(acme, developer, admin, api):
+def test_get_one_approval_runs_two_queries(acme, developer, admin, api):
     request = propose_many(acme, developer, 1)[0]
     request.approve(by=admin)
     client = api(admin)
@@ -121,8 +121,8 @@ def test_get_one_approval_runs_three_queries(acme, developer, admin, api):
 
     assert response.status_code == 200
     assert response.json()["reviews"][0]["reviewer_id"] == str(admin.pk)
-    # auth, row (with flag key and flag state), reviews
-    assert len(captured) == 3
+    # auth, row (with flag key, flag state and reviews)
+    assert len(captured) == 2
 
 
 @pytest.mark.django_db
@@ -163,5 +163,5 @@ def test_review_and_apply_runs_a_fixed_set_of_statements(acme, developer, admin,
     # auth; the request (404 check); lock the request; lock the flag state; insert the review;
     # the per-status totals; update the request; update the flag state; lock the audit chain
     # and read its head; insert both audit entries; webhooks; queue the email; then the
-    # response's two reads.
-    assert len(data_statements(captured)) == 15, "\n".join(data_statements(captured))
+    # response's read (the request with its flag key, flag state and reviews).
+    assert len(data_statements(captured)) == 14, "\n".join(data_statements(captured))
