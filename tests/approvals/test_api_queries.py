@@ -144,7 +144,8 @@ def data_statements(captured) -> list[str]:
     return [
         query["sql"]
         for query in captured.captured_queries
-        if query["sql"].split(None, 1)[0].upper() in ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE")
+        if query["sql"].split(None, 1)[0].upper()
+        in ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE")
     ]
 
 
