@@ -15,7 +15,7 @@ from approvals import notify
 from audit.models import AuditEntry, audit_entry, record_all
 from flags.models import STATE_FIELDS, Flag, FlagState
 from flags.validation import validate_state_changes
-from flagship import permissions, sql
+from flagship import outbox, permissions, sql
 from flagship.errors import InvalidInput, NotFound, NotPermitted, StateConflict
 from flagship.models import OrgScopedQuerySet
 from flagship.pagination import NEWEST_FIRST
@@ -877,17 +877,12 @@ class Review(models.Model):
 
 
 class EmailStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
+    PENDING = outbox.PENDING, "Pending"
     SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
+    FAILED = outbox.FAILED, "Failed"
 
 
-class QueuedEmailQuerySet(models.QuerySet):
-    def due(self, now=None):
-        return self.filter(status=EmailStatus.PENDING, next_attempt_at__lte=now or timezone.now())
-
-
-class QueuedEmail(models.Model):
+class QueuedEmail(outbox.OutboxItem):
     """The email outbox: one notification about an approval request, written in the transaction
     of the change it announces (so it exists exactly when the change committed) and sent by the
     worker (`approvals.notify.send_next_due`), which retries while the mail server is down.
@@ -902,14 +897,9 @@ class QueuedEmail(models.Model):
     status = models.CharField(
         max_length=16, choices=EmailStatus.choices, default=EmailStatus.PENDING
     )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    # When the worker may next try; None once sent or failed for good.
-    next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
-    last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    objects = QueuedEmailQuerySet.as_manager()
+    objects = outbox.OutboxQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

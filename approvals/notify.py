@@ -13,10 +13,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from flagship import outbox
 from flagship.models import Role, User
 
 logger = logging.getLogger("flagship.notify")
@@ -61,41 +61,13 @@ def claim_lease() -> timedelta:
     return timedelta(seconds=3 * settings.EMAIL_TIMEOUT_SECONDS)
 
 
-def retry_delay(attempts: int) -> timedelta:
-    return timedelta(seconds=settings.EMAIL_RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-
-
-def claim_next_due():
-    """Takes one due email and moves its next attempt past the lease, in a transaction that
-    commits before anything is sent, so two workers never send the same email at once."""
-    from approvals.models import QueuedEmail
-
-    now = timezone.now()
-    if not QueuedEmail.objects.due(now).exists():  # see approvals.scheduler.apply_next_due
-        return None
-    with transaction.atomic():
-        queued = (
-            QueuedEmail.objects.due(now)
-            .select_for_update(skip_locked=True)
-            .order_by("next_attempt_at", "created_at")
-            .first()
-        )
-        if queued is None:
-            return None
-        queued.attempts += 1
-        queued.next_attempt_at = now + claim_lease()
-        queued.save(update_fields=["attempts", "next_attempt_at"])
-    return queued
-
-
 def send_next_due():
     """Renders and sends one due email and records the outcome; None when nothing is due."""
     from approvals.models import EmailStatus, QueuedEmail
 
-    queued = claim_next_due()
+    queued = outbox.claim_next_due(QueuedEmail.objects.due(), claim_lease())
     if queued is None:
         return None
-    error, recipients = "", []
     try:
         recipients = send(queued)
     except Exception as exc:
@@ -107,26 +79,23 @@ def send_next_due():
             settings.EMAIL_MAX_ATTEMPTS,
             exc_info=True,
         )
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-    now = timezone.now()
-    if not error:
-        changes = {"status": EmailStatus.SENT, "sent_at": now, "next_attempt_at": None}
-        logger.info(
-            "sent the %s email for approval request %s to %s",
-            queued.event,
-            queued.approval_request_id,
-            ", ".join(recipients) or "nobody (no active recipient)",
+        queued.settle(
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            **queued.after_failure(
+                max_attempts=settings.EMAIL_MAX_ATTEMPTS,
+                retry_base_seconds=settings.EMAIL_RETRY_BASE_SECONDS,
+            ),
         )
-    elif queued.attempts >= settings.EMAIL_MAX_ATTEMPTS:
-        changes = {"status": EmailStatus.FAILED, "next_attempt_at": None}
-    else:
-        changes = {"next_attempt_at": now + retry_delay(queued.attempts)}
-    # Only while this worker's claim stands (see audit.webhooks.record_outcome).
-    QueuedEmail.objects.filter(
-        pk=queued.pk, status=EmailStatus.PENDING, attempts=queued.attempts
-    ).update(**changes, last_error=error)
-    for field, value in {**changes, "last_error": error}.items():
-        setattr(queued, field, value)
+        return queued
+    queued.settle(
+        status=EmailStatus.SENT, sent_at=timezone.now(), next_attempt_at=None, last_error=""
+    )
+    logger.info(
+        "sent the %s email for approval request %s to %s",
+        queued.event,
+        queued.approval_request_id,
+        ", ".join(recipients) or "nobody (no active recipient)",
+    )
     return queued
 
 

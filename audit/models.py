@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audit.context import current_request_metadata
 from audit.mixins import AuditedModel
-from flagship import permissions
+from flagship import outbox, permissions
 from flagship.models import Organization, OrgScopedQuerySet
 
 
@@ -277,24 +277,19 @@ class Webhook(AuditedModel, models.Model):
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
+    PENDING = outbox.PENDING, "Pending"
     DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
+    FAILED = outbox.FAILED, "Failed"
 
 
-class WebhookDeliveryQuerySet(models.QuerySet):
-    def due(self, now=None):
-        return self.filter(
-            status=DeliveryStatus.PENDING, next_attempt_at__lte=now or timezone.now()
-        )
-
+class WebhookDeliveryQuerySet(outbox.OutboxQuerySet):
     def newest_first(self):
         return self.order_by("-created_at", "-id")
 
 
-class WebhookDelivery(models.Model):
-    """The outbox: one event to send to one webhook, retried by the worker until delivered or
-    out of attempts."""
+class WebhookDelivery(outbox.OutboxItem):
+    """The webhook outbox: one event to send to one webhook, retried by the worker
+    (`audit.webhooks.deliver_next_due`) until delivered or out of attempts."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
@@ -304,14 +299,8 @@ class WebhookDelivery(models.Model):
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    # When the worker may next try; None once delivered or failed for good.
-    next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
 
     objects = WebhookDeliveryQuerySet.as_manager()
 

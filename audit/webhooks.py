@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 from django.utils import timezone
 
 from audit.models import DeliveryStatus, WebhookDelivery
+from flagship import outbox
 from flagship.errors import InvalidInput
 
 logger = logging.getLogger("flagship.webhooks")
@@ -152,30 +152,10 @@ def claim_lease() -> timedelta:
     return timedelta(seconds=3 * settings.WEBHOOK_TIMEOUT_SECONDS)
 
 
-def retry_delay(attempts: int) -> timedelta:
-    return timedelta(seconds=settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-
-
 def claim_next_due() -> WebhookDelivery | None:
-    """Takes one due delivery and moves its next attempt past the lease, in a transaction that
-    commits before anything is sent."""
-    now = timezone.now()
-    if not WebhookDelivery.objects.due(now).exists():  # see approvals.scheduler.apply_next_due
-        return None
-    with transaction.atomic():
-        delivery = (
-            WebhookDelivery.objects.due(now)
-            .select_for_update(skip_locked=True, of=("self",))
-            .select_related("webhook")
-            .order_by("next_attempt_at", "created_at")
-            .first()
-        )
-        if delivery is None:
-            return None
-        delivery.attempts += 1
-        delivery.next_attempt_at = now + claim_lease()
-        delivery.save(update_fields=["attempts", "next_attempt_at", "updated_at"])
-    return delivery
+    return outbox.claim_next_due(
+        WebhookDelivery.objects.due().select_related("webhook"), claim_lease()
+    )
 
 
 def deliver_next_due() -> WebhookDelivery | None:
@@ -204,28 +184,24 @@ def deliver_next_due() -> WebhookDelivery | None:
 
 
 def record_outcome(delivery: WebhookDelivery, outcome: Outcome) -> None:
-    now = timezone.now()
     changes = {"last_status_code": outcome.status_code, "last_error": outcome.error[:2000]}
     if outcome.delivered:
         changes |= {
             "status": DeliveryStatus.DELIVERED,
-            "delivered_at": now,
+            "delivered_at": timezone.now(),
             "next_attempt_at": None,
         }
-        verdict = "delivered"
-    elif delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS or not delivery.webhook.is_active:
-        changes |= {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
-        verdict = "failed for good"
     else:
-        changes["next_attempt_at"] = now + retry_delay(delivery.attempts)
-        verdict = f"failed, retry at {changes['next_attempt_at']:%H:%M:%S}"
-    # Only while this worker's claim stands: a worker that stalled past its lease must not
-    # overwrite the result of the one that retried.
-    WebhookDelivery.objects.filter(
-        pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts
-    ).update(**changes, updated_at=now)
-    for field, value in changes.items():
-        setattr(delivery, field, value)
+        changes |= delivery.after_failure(
+            max_attempts=settings.WEBHOOK_MAX_ATTEMPTS,
+            retry_base_seconds=settings.WEBHOOK_RETRY_BASE_SECONDS,
+            give_up=not delivery.webhook.is_active,
+        )
+    delivery.settle(**changes)
+    verdict = {
+        DeliveryStatus.DELIVERED: "delivered",
+        DeliveryStatus.FAILED: "failed for good",
+    }.get(delivery.status) or f"failed, retry at {delivery.next_attempt_at:%H:%M:%S}"
     logger.info(
         "webhook delivery %s (%s to %s) attempt %s/%s %s%s",
         delivery.pk,
