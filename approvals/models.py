@@ -359,13 +359,6 @@ class ApprovalRequestQuerySet(OrgScopedQuerySet):
         rows._iterable_class = ApprovalRowsIterable
         return rows
 
-    def with_details(self):
-        """Everything the approval object shows, in a fixed number of queries."""
-        return self.select_related("flag", "environment").prefetch_related(
-            models.Prefetch("reviews", queryset=Review.objects.order_by("created_at", "id")),
-            models.Prefetch("flag__states", queryset=FlagState.objects.all()),
-        )
-
     def newest_first(self):
         return self.order_by("-created_at", "-id")
 

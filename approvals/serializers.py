@@ -93,19 +93,15 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
     def to_representation(self, approval):
         """The declared fields, written out by hand: a list page renders up to 100 of these and
         DRF's field-by-field machinery was most of its cost. The declarations above remain the
-        schema; tests/approvals/test_serializers.py holds this to DRF's own rendering. Takes a
-        model instance (`with_details()`) or an ApprovalRow (`for_api_list()`)."""
-        if isinstance(approval, ApprovalRequest):
-            flag_key, reviews = approval.flag.key, approval.reviews.all()
-        else:
-            flag_key, reviews = approval.flag_key, approval.reviews
+        schema; tests/approvals/test_serializers.py holds this to DRF's own rendering of the
+        model. Takes the ApprovalRow objects of `for_api_list()`."""
         return {
             "id": str(approval.id),
             "org_id": str(approval.org_id),
             "project_id": str(approval.project_id),
             "requestor_id": uuid_or_none(approval.requestor_id),
             "flag_id": str(approval.flag_id),
-            "flag_key": flag_key,
+            "flag_key": approval.flag_key,
             "env_id": str(approval.environment_id),
             "change_type": approval.change_type,
             "payload": approval.payload,
@@ -113,7 +109,7 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
             "status": approval.status,
             "required_approvals": approval.required_approvals,
             "approvals_count": approval.approvals_count,
-            "reviews": [review_representation(review) for review in reviews],
+            "reviews": [review_representation(review) for review in approval.reviews],
             "reviewer_id": uuid_or_none(approval.reviewer_id),
             "review_note": approval.review_note,
             "reviewed_at": rfc3339(approval.reviewed_at),

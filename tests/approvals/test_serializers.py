@@ -3,12 +3,27 @@
 from datetime import timedelta
 
 import pytest
+from django.db.models import Prefetch
 from django.utils import timezone
 from rest_framework import serializers
 
-from approvals.models import ApprovalRequest, ChangeType
+from approvals.models import ApprovalRequest, ChangeType, Review
 from approvals.serializers import ApprovalRequestSerializer
+from flags.models import FlagState
 from tests.approvals.helpers import propose_many
+
+
+def model_instances(ids):
+    """The requests as model instances with everything DRF's rendering reads, newest first."""
+    return (
+        ApprovalRequest.objects.filter(pk__in=ids)
+        .select_related("flag", "environment")
+        .prefetch_related(
+            Prefetch("reviews", queryset=Review.objects.order_by("created_at", "id")),
+            Prefetch("flag__states", queryset=FlagState.objects.all()),
+        )
+        .newest_first()
+    )
 
 
 def drf_rendering(approval: ApprovalRequest) -> dict:
@@ -63,7 +78,7 @@ def approvals_in_every_shape(acme, developer, admin, second_admin, owner):
 @pytest.mark.django_db
 def test_list_rows_render_like_drf_renders_the_model(approvals_in_every_shape):
     ids = [approval.pk for approval in approvals_in_every_shape]
-    instances = ApprovalRequest.objects.filter(pk__in=ids).with_details().newest_first()
+    instances = model_instances(ids)
     rows = ApprovalRequest.objects.filter(pk__in=ids).newest_first().for_api_list()
 
     expected = [plain(drf_rendering(instance)) for instance in instances]
@@ -74,13 +89,6 @@ def test_list_rows_render_like_drf_renders_the_model(approvals_in_every_shape):
         {"field": "percentage_rollout", "base": 0, "current": 1000, "requested": 2500}
     ]
     assert {len(rendered["reviews"]) for rendered in expected} == {0, 1, 2}
-
-
-@pytest.mark.django_db
-def test_model_instances_render_like_drf_renders_them(approvals_in_every_shape):
-    ids = [approval.pk for approval in approvals_in_every_shape]
-    for instance in ApprovalRequest.objects.filter(pk__in=ids).with_details():
-        assert plain(ApprovalRequestSerializer(instance).data) == plain(drf_rendering(instance))
 
 
 @pytest.mark.django_db
