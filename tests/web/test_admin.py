@@ -162,6 +162,23 @@ def test_superuser_without_membership_is_refused_by_the_role_check(browser_for, 
     ]
 
 
+def test_superuser_of_another_organization_cannot_act_on_its_requests(
+    browser_for, outsider, propose
+):
+    outsider.is_superuser = True
+    outsider.save()
+    approval = propose()
+    client = browser_for(outsider)
+
+    assert client.get(CHANGELIST).context["cl"].result_count == 1, "superusers see every org"
+    response = run_action(client, "approve_selected", [approval])
+
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not approval.reviews.exists()
+    assert messages_of(response) == [("error", f"{label(approval)}: approval request not found")]
+
+
 def test_staff_see_nothing_of_other_organizations(browser_for, owner, outsider, propose):
     approval = propose()
     client = browser_for(outsider)
