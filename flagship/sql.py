@@ -7,7 +7,6 @@ metadata. These helpers keep that SQL backend-neutral (SQLite and PostgreSQL): q
 lists, Django's own from-database converters, and UUIDs written as text by the database.
 """
 
-import uuid
 from collections.abc import Callable
 
 from django.db import connection, models
@@ -69,12 +68,8 @@ UUID_AS_TEXT = {
 def read(field, column: str) -> tuple[str, Callable | None]:
     """SQL reading the field's `column` and the conversion its values still need in Python.
 
-    UUIDs (and foreign keys to them) are read as API text (NULL stays NULL) written by the
-    database on SQLite and PostgreSQL, by a uuid.UUID round trip on others. Every other value is
-    read as is and converted as the ORM would (`converter`)."""
+    UUIDs (and foreign keys to them) are read as API text, written by the database (NULL stays
+    NULL). Every other value is read as is and converted as the ORM would (`converter`)."""
     if not isinstance(getattr(field, "target_field", field), models.UUIDField):
         return column, converter(field)
-    template = UUID_AS_TEXT.get(connection.vendor)
-    if template is not None:
-        return template.format(column), None
-    return column, lambda value: None if value is None else str(uuid.UUID(str(value)))
+    return UUID_AS_TEXT[connection.vendor].format(column), None
