@@ -155,6 +155,9 @@ class DatabaseProxy:
         self.target = (target_host, target_port)
         self.port = 0
         self.connections: list[socket.socket] = []
+        # stop() and the registration of a just-accepted connection exclude each other, so a
+        # connection accepted while the proxy stops is cut too instead of outliving the stop.
+        self.lock = threading.Lock()
         self.start()
 
     def start(self) -> None:
@@ -165,28 +168,31 @@ class DatabaseProxy:
 
     def stop(self) -> None:
         """Refuses new connections and cuts the open ones."""
-        self.running = False
-        # shutdown() wakes the thread blocked in accept(); close() alone would not on Linux.
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for sock in self.connections:
+        with self.lock:
+            self.running = False
+            # shutdown() wakes the thread blocked in accept(); close() alone would not on Linux.
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-        self.connections.clear()
+                self.listener.shutdown(socket.SHUT_RDWR)
+            self.listener.close()
+            for sock in self.connections:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+            self.connections.clear()
 
     def _accept(self, listener) -> None:
-        while self.running:
+        while True:
             try:
                 client, _ = listener.accept()
             except OSError:
                 return
-            if not self.running:
-                client.close()
-                return
             upstream = socket.create_connection(self.target)
-            self.connections += [client, upstream]
+            with self.lock:
+                if not self.running or listener is not self.listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self.connections += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
