@@ -639,8 +639,12 @@ class ApprovalRequest(models.Model):
                     extra={"conflicts": conflicts},
                 )
             now = timezone.now()
-            Review.objects.create(
-                approval_request=locked, reviewer=by, action=ReviewAction.APPROVE, note=note
+            sql.insert(
+                [
+                    Review(
+                        approval_request=locked, reviewer=by, action=ReviewAction.APPROVE, note=note
+                    )
+                ]
             )
             before = locked.audit_snapshot()
             locked.approvals_count += 1
@@ -654,7 +658,7 @@ class ApprovalRequest(models.Model):
                     updated.append("applied_at")
                 else:
                     locked._move_to(Status.APPROVED)
-            locked.save(update_fields=updated)
+            sql.update(locked, updated)
             entries = [
                 locked._audit_entry(
                     "approval.approved",
@@ -677,15 +681,17 @@ class ApprovalRequest(models.Model):
         with transaction.atomic():
             locked = self._lock(by)
             locked._check_reviewable_by(by)
-            Review.objects.create(
-                approval_request=locked, reviewer=by, action=ReviewAction.REJECT, note=note
+            sql.insert(
+                [
+                    Review(
+                        approval_request=locked, reviewer=by, action=ReviewAction.REJECT, note=note
+                    )
+                ]
             )
             before = locked.audit_snapshot()
             locked._move_to(Status.REJECTED)
             locked.reviewer, locked.review_note, locked.reviewed_at = by, note, timezone.now()
-            locked.save(
-                update_fields=["status", "reviewer", "review_note", "reviewed_at", "updated_at"]
-            )
+            sql.update(locked, ["status", "reviewer", "review_note", "reviewed_at", "updated_at"])
             locked._audit("approval.rejected", actor=by, before=before, note=note)
             notify.request_rejected(locked)
         self._take_state_of(locked)
@@ -699,7 +705,7 @@ class ApprovalRequest(models.Model):
             permissions.require_cancel(by, locked)
             before = locked.audit_snapshot()
             locked._move_to(Status.CANCELLED)
-            locked.save(update_fields=["status", "updated_at"])
+            sql.update(locked, ["status", "updated_at"])
             locked._audit("approval.cancelled", actor=by, before=before, note=note)
         self._take_state_of(locked)
 
@@ -724,15 +730,16 @@ class ApprovalRequest(models.Model):
                 locked._move_to(Status.PENDING)
                 locked.approvals_count = 0
                 locked.reviewer, locked.review_note, locked.reviewed_at = None, "", None
-                locked.save(
-                    update_fields=[
+                sql.update(
+                    locked,
+                    [
                         "status",
                         "approvals_count",
                         "reviewer",
                         "review_note",
                         "reviewed_at",
                         "updated_at",
-                    ]
+                    ],
                 )
                 locked.reviews.filter(is_current=True).update(is_current=False)
                 locked._audit(
@@ -743,7 +750,7 @@ class ApprovalRequest(models.Model):
             else:
                 locked._move_to(Status.APPLIED)
                 locked.applied_at = now
-                locked.save(update_fields=["status", "applied_at", "updated_at"])
+                sql.update(locked, ["status", "applied_at", "updated_at"])
                 record_all([locked._write_payload(state, actor=None)])
                 notify.request_applied(locked)
                 applied = True
@@ -753,22 +760,22 @@ class ApprovalRequest(models.Model):
     # ----- internals --------------------------------------------------------------------------
 
     def _lock(self, by=None) -> "ApprovalRequest":
-        """Re-reads the row under a lock. For a person, a request of another organization does
-        not exist, whichever interface they came through."""
-        locked = (
-            type(self)
-            .objects.select_for_update(of=("self",))
-            .select_related("flag", "environment")
-            .get(pk=self.pk)
-        )
-        if by is not None and locked.org_id != by.org_id:
+        """Re-reads the row under a lock, with its flag and environment. For a person, a request
+        of another organization does not exist, whichever interface they came through; nor does
+        one deleted since this instance was read."""
+        locked = sql.lock_one(type(self), related=("flag", "environment"), id=self.pk)
+        if locked is None or (by is not None and locked.org_id != by.org_id):
             raise NotFound("approval request not found")
         return locked
 
     def _lock_state(self) -> FlagState:
-        state, _ = FlagState.objects.select_for_update().get_or_create(
-            flag_id=self.flag_id, environment_id=self.environment_id
-        )
+        state = sql.lock_one(FlagState, flag=self.flag_id, environment=self.environment_id)
+        if state is None:
+            # Every flag gets a state per environment when either is created; this covers a
+            # state that went missing all the same.
+            state, _ = FlagState.objects.select_for_update().get_or_create(
+                flag_id=self.flag_id, environment_id=self.environment_id
+            )
         return state
 
     def _audit(self, action: str, *, actor, before=None, **metadata) -> None:

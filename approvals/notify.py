@@ -16,7 +16,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from flagship import outbox
+from flagship import outbox, sql
 from flagship.models import Role, User
 
 logger = logging.getLogger("flagship.notify")
@@ -49,7 +49,7 @@ def scheduled_apply_failed(request, conflicts: list[dict]) -> None:
 def _queue(event: str, request, *, conflicts: list[dict] = ()) -> None:
     from approvals.models import QueuedEmail
 
-    QueuedEmail.objects.create(approval_request_id=request.pk, event=event, conflicts=conflicts)
+    sql.insert([QueuedEmail(approval_request_id=request.pk, event=event, conflicts=conflicts)])
 
 
 # ----- sending, in the worker ------------------------------------------------------------------

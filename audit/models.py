@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audit.context import current_request_metadata
 from audit.mixins import AuditedModel
-from flagship import outbox, permissions
+from flagship import outbox, permissions, sql
 from flagship.models import Organization, OrgScopedQuerySet
 
 
@@ -211,7 +211,7 @@ def record_all(entries: list[AuditEntry]) -> None:
         for entry in entries:
             entry.append_to_chain(head)
             head = entry
-        AuditEntry.objects.bulk_create(entries)
+        sql.insert(entries)
         # The audit log is the webhooks' event stream: the deliveries commit or roll back with it.
         WebhookDelivery.enqueue_for(entries)
 

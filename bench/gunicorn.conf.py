@@ -6,7 +6,7 @@ import os
 bind = f"127.0.0.1:{os.environ.get('PORT', '8400')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 threads = int(os.environ.get("WEB_THREADS", "1"))
-worker_class = "gthread"
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 timeout = 30
 graceful_timeout = 10
 accesslog = None

@@ -6,7 +6,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from audit.mixins import AuditedModel
-from flagship import permissions
+from flagship import permissions, sql
 from flagship.errors import InvalidInput, StateConflict
 from flagship.models import Organization, OrgScopedQuerySet
 
@@ -271,7 +271,7 @@ class FlagState(models.Model):
                 raise ValueError(f"{field} is not a flag-state field")
             setattr(self, field, value)
         self.version += 1
-        self.save(update_fields=[*changes, "version", "updated_at"])
+        sql.update(self, [*changes, "version", "updated_at"])
         return before, self.full_snapshot()
 
     def full_snapshot(self) -> dict:

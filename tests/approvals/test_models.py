@@ -306,3 +306,19 @@ class TestOrganizationBoundary:
     def test_cannot_propose_on_another_orgs_flag(self, acme, other_org, developer):
         with pytest.raises(NotFound):
             propose(other_org, developer)
+
+
+def test_a_request_deleted_since_it_was_read_is_not_found(acme, developer, admin):
+    request = propose(acme, developer)
+    ApprovalRequest.objects.filter(pk=request.pk).delete()
+    for transition in (request.approve, request.reject, request.cancel):
+        with pytest.raises(NotFound, match="approval request not found"):
+            transition(by=admin)
+
+
+def test_approving_recreates_a_flag_state_that_went_missing(acme, developer, admin):
+    request = propose(acme, developer)
+    production_state(acme).delete()
+    request.approve(by=admin)
+    assert request.status == Status.APPLIED
+    assert production_state(acme).enabled is True

@@ -1,0 +1,129 @@
+"""The plain-SQL writes and locked reads the transitions use (flagship.sql): each must leave
+the database as the ORM's own save, bulk_create and select_for_update would."""
+
+import threading
+import uuid
+
+import pytest
+from django.db import DatabaseError, OperationalError, connection, transaction
+
+from approvals.models import ApprovalRequest, QueuedEmail, StatusTotal
+from flags.models import FlagState
+from flagship import sql
+from tests.approvals.helpers import propose
+
+
+def field_values(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.fields}
+
+
+@pytest.fixture
+def request_(acme, developer) -> ApprovalRequest:
+    return propose(acme, developer)
+
+
+def production_state(acme) -> FlagState:
+    return FlagState.objects.get(flag=acme.flag, environment=acme.production)
+
+
+def test_insert_writes_every_row_in_one_statement_as_the_orm_reads_it_back(
+    request_, django_assert_num_queries
+):
+    conflicts = [{"field": "enabled", "base": False, "current": True, "requested": True}]
+    emails = [
+        QueuedEmail(approval_request=request_, event="approved"),
+        QueuedEmail(approval_request=request_, event="schedule_failed", conflicts=conflicts),
+    ]
+
+    with django_assert_num_queries(1):
+        sql.insert(emails)
+
+    for email in emails:
+        assert not email._state.adding
+        stored = QueuedEmail.objects.get(pk=email.pk)
+        assert field_values(stored) == field_values(email)
+    assert QueuedEmail.objects.get(pk=emails[1].pk).conflicts == conflicts
+    assert QueuedEmail.objects.get(pk=emails[0].pk).status == "pending"
+
+
+def test_insert_refuses_a_model_whose_key_the_database_makes(acme):
+    with pytest.raises(TypeError, match="made by the database"):
+        sql.insert([StatusTotal(org=acme.org, status="pending", count=1)])
+    assert not StatusTotal.objects.filter(org=acme.org, count=1, status="pending").exists()
+
+
+def test_update_writes_only_the_named_fields_and_sets_auto_now(acme, django_assert_num_queries):
+    state = production_state(acme)
+    updated_before = state.updated_at
+    state.enabled = True
+    state.percentage_rollout = 5000  # changed on the instance, but not named
+
+    with django_assert_num_queries(1):
+        sql.update(state, ["enabled", "updated_at"])
+
+    stored = production_state(acme)
+    assert stored.enabled is True
+    assert stored.percentage_rollout == 0
+    assert stored.updated_at == state.updated_at > updated_before
+
+
+def test_update_of_a_row_that_is_gone_raises_instead_of_passing_silently(acme):
+    missing = FlagState(id=uuid.uuid4(), flag=acme.flag, environment=acme.production)
+    with pytest.raises(DatabaseError, match="was not updated"):
+        sql.update(missing, ["enabled"])
+
+
+def test_lock_one_reads_the_row_and_its_related_rows_in_one_statement(
+    request_, django_assert_num_queries
+):
+    expected = ApprovalRequest.objects.select_related("flag", "environment").get(pk=request_.pk)
+
+    with transaction.atomic(), django_assert_num_queries(1):
+        locked = sql.lock_one(ApprovalRequest, related=("flag", "environment"), id=request_.pk)
+        assert locked.flag.key == expected.flag.key
+        assert locked.environment.slug == expected.environment.slug
+
+    assert field_values(locked) == field_values(expected)
+    assert field_values(locked.flag) == field_values(expected.flag)
+    assert field_values(locked.environment) == field_values(expected.environment)
+    assert not locked._state.adding
+
+
+def test_lock_one_matches_foreign_keys_by_id_and_answers_none_when_nothing_matches(acme):
+    with transaction.atomic():
+        state = sql.lock_one(FlagState, flag=acme.flag.pk, environment=acme.production.pk)
+        assert state == production_state(acme)
+        assert sql.lock_one(FlagState, flag=acme.flag.pk, environment=uuid.uuid4()) is None
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_lock_one_holds_the_row_lock_until_the_transaction_ends(acme):
+    state = production_state(acme)
+    table = connection.ops.quote_name(FlagState._meta.db_table)
+
+    def try_to_lock() -> str:
+        """Another connection asks for the same row without waiting."""
+        outcome = []
+
+        def run():
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(
+                        f"SELECT id FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [state.pk]
+                    )
+                outcome.append("locked")
+            except OperationalError:
+                outcome.append("busy")
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=10)
+        return outcome[0]
+
+    with transaction.atomic():
+        sql.lock_one(FlagState, id=state.pk)
+        assert try_to_lock() == "busy"
+    assert try_to_lock() == "locked"
