@@ -1,6 +1,9 @@
+import uuid
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from approvals.filters import ApprovalRequestFilter
@@ -13,6 +16,7 @@ from approvals.serializers import (
 )
 from flags.models import Environment, Flag, Project
 from flagship import permissions
+from flagship.errors import NotFound
 from flagship.lookups import get_or_404
 
 
@@ -37,11 +41,9 @@ class ApprovalRequestViewSet(
         return queryset.for_api_list()
 
     def get_object(self):
-        # Reads get the approval object's rows; transitions re-read the row under lock anyway.
-        queryset = self.get_queryset()
-        if self.action == "retrieve":
-            queryset = queryset.for_api_list()
-        return get_or_404(queryset, "approval request", pk=self.kwargs["pk"])
+        return get_or_404(
+            self.get_queryset().for_api_list(), "approval request", pk=self.kwargs["pk"]
+        )
 
     def count_total(self, queryset):
         """From the per-status totals when only `status` narrows the list (the common case,
@@ -79,13 +81,27 @@ class ApprovalRequestViewSet(
         )
         return self.detail_response(approval.pk, status.HTTP_201_CREATED)
 
+    def transition_input(self, serializer_class, data) -> tuple[ApprovalRequest, dict]:
+        """The request a transition acts on, and the transition's validated body.
+
+        The transition reads the request again under lock and answers 404 for an unknown id
+        or another organization's request, so a valid body goes straight to it, with an
+        instance that holds only the id. An invalid body still gets 404 before 400 (the SPEC's
+        order): the request is read first."""
+        body = serializer_class(data=data)
+        if not body.is_valid():
+            self.get_object()
+            raise ValidationError(body.errors)
+        try:
+            approval_id = uuid.UUID(self.kwargs["pk"])
+        except ValueError:
+            raise NotFound("approval request not found") from None
+        return ApprovalRequest(pk=approval_id), body.validated_data
+
     @extend_schema(request=ReviewInputSerializer, responses={200: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])
     def review(self, request, pk=None):
-        approval = self.get_object()
-        body = ReviewInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
+        approval, data = self.transition_input(ReviewInputSerializer, request.data)
         if data["action"] == ReviewAction.APPROVE:
             approval.approve(
                 by=request.user, note=data["note"], ignore_conflicts=data["ignore_conflicts"]
@@ -97,10 +113,8 @@ class ApprovalRequestViewSet(
     @extend_schema(request=CancelInputSerializer, responses={200: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        approval = self.get_object()
-        body = CancelInputSerializer(data=request.data or {})
-        body.is_valid(raise_exception=True)
-        approval.cancel(by=request.user, note=body.validated_data["note"])
+        approval, data = self.transition_input(CancelInputSerializer, request.data or {})
+        approval.cancel(by=request.user, note=data["note"])
         return self.detail_response(approval.pk)
 
 

@@ -207,13 +207,16 @@ def record_all(entries: list[AuditEntry]) -> None:
     org's chain, reads its head and looks up webhooks once for all of them, in one INSERT."""
     (org_id,) = {entry.org_id for entry in entries}
     with transaction.atomic(savepoint=False):
+        # The audit log is the webhooks' event stream: the deliveries commit or roll back with
+        # it. They are found before the chain is locked, to hold that lock for less time.
+        deliveries = WebhookDelivery.for_entries(entries)
         head = AuditEntry.objects.lock_chain_head(org_id)
         for entry in entries:
             entry.append_to_chain(head)
             head = entry
         sql.insert(entries)
-        # The audit log is the webhooks' event stream: the deliveries commit or roll back with it.
-        WebhookDelivery.enqueue_for(entries)
+        if deliveries:
+            sql.insert(deliveries)
 
 
 # ----- outbound webhooks -----------------------------------------------------------------------
@@ -326,14 +329,11 @@ class WebhookDelivery(outbox.OutboxItem):
         return f"{self.event_type} to {self.webhook_id} ({self.status})"
 
     @classmethod
-    def enqueue_for(cls, entries: list[AuditEntry]) -> None:
-        """Queues each entry (all of one org) for every active webhook of the org subscribed to
-        its action. One query when the org has no webhooks; call it in the entries'
-        transaction."""
-        webhooks = list(
-            Webhook.objects.filter(org_id=entries[0].org_id, is_active=True).only("id", "events")
-        )
-        deliveries = [
+    def for_entries(cls, entries: list[AuditEntry]) -> list["WebhookDelivery"]:
+        """The unsaved deliveries of entries (all of one org): one per entry and active webhook
+        of the org subscribed to its action. One query."""
+        webhooks = sql.select(Webhook, org=entries[0].org_id, is_active=True)
+        return [
             cls(
                 webhook=webhook,
                 event_type=entry.action,
@@ -344,8 +344,6 @@ class WebhookDelivery(outbox.OutboxItem):
             for webhook in webhooks
             if webhook.subscribes_to(entry.action)
         ]
-        if deliveries:
-            cls.objects.bulk_create(deliveries)
 
 
 def event_payload(entry: AuditEntry) -> dict:

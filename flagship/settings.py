@@ -177,7 +177,17 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_PREPARED_STATEMENTS", True
+):
+    # Parameters bound by the server, and a statement prepared once a connection has run it
+    # five times: planning cost more than running most of the API's statements. Turn it off
+    # behind a pooler that hands one connection to several clients per transaction (PgBouncer
+    # before 1.21), where a prepared statement may be missing on the next transaction's server.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=5
+    )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the writer; IMMEDIATE takes the write lock when a transaction
     # begins, so concurrent writers queue up instead of failing with "database is locked".
     DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -143,14 +143,14 @@ def update(instance, field_names: list[str]) -> None:
 
 
 @dataclass(frozen=True)
-class _LockStatement:
+class _RowStatement:
     text: str
     # (model, the foreign key it is reached by or None for the row itself, its converters)
     parts: list
 
 
 @cache
-def _lock_statement(model, where: tuple[str, ...], related: tuple[str, ...], vendor: str):
+def _row_statement(model, where: tuple[str, ...], related: tuple[str, ...], lock: bool, vendor):
     qn = connection.ops.quote_name
     selected = columns(model, "row")
     joins, parts = [], [(model, None, model_converters(model))]
@@ -170,31 +170,43 @@ def _lock_statement(model, where: tuple[str, ...], related: tuple[str, ...], ven
         f"SELECT {', '.join(selected)} FROM {table(model, 'row')} {' '.join(joins)} "
         f"WHERE {conditions}"
     )
-    if connection.features.has_select_for_update:
+    if lock and connection.features.has_select_for_update:
         text += ' FOR UPDATE OF "row"'
-    return _LockStatement(text, parts)
+    return _RowStatement(text, parts)
 
 
-def lock_one(model, *, related: tuple[str, ...] = (), **conditions):
-    """The row whose fields equal `conditions`, locked (FOR UPDATE) until the caller's
-    transaction ends, with the rows of its `related` foreign keys joined in as select_related
-    would; None when there is none. Only the row itself is locked."""
-    statement = _lock_statement(model, tuple(conditions), related, connection.vendor)
+def _fetch(model, conditions: dict, related: tuple[str, ...], lock: bool) -> list:
+    statement = _row_statement(model, tuple(conditions), related, lock, connection.vendor)
     params = [
         model._meta.get_field(name).get_db_prep_value(value, connection)
         for name, value in conditions.items()
     ]
     with connection.cursor() as cursor:
         cursor.execute(statement.text, params)
-        result = cursor.fetchone()
-    if result is None:
-        return None
-    instances, start = [], 0
-    for part_model, _, converters in statement.parts:
-        values = convert_row(result[start : start + len(converters)], converters)
-        instances.append(part_model.from_db(connection.alias, None, values))
-        start += len(converters)
-    row = instances[0]
-    for (_, foreign_key, _), related_row in zip(statement.parts[1:], instances[1:], strict=True):
-        foreign_key.set_cached_value(row, related_row)
-    return row
+        results = cursor.fetchall()
+    rows = []
+    for result in results:
+        instances, start = [], 0
+        for part_model, _, converters in statement.parts:
+            values = convert_row(result[start : start + len(converters)], converters)
+            instances.append(part_model.from_db(connection.alias, None, values))
+            start += len(converters)
+        for (_, foreign_key, _), related_row in zip(
+            statement.parts[1:], instances[1:], strict=True
+        ):
+            foreign_key.set_cached_value(instances[0], related_row)
+        rows.append(instances[0])
+    return rows
+
+
+def lock_one(model, *, related: tuple[str, ...] = (), **conditions):
+    """The row whose fields equal `conditions`, locked (FOR UPDATE) until the caller's
+    transaction ends, with the rows of its `related` foreign keys joined in as select_related
+    would; None when there is none. Only the row itself is locked."""
+    rows = _fetch(model, conditions, related, lock=True)
+    return rows[0] if rows else None
+
+
+def select(model, **conditions) -> list:
+    """The rows whose fields equal `conditions`, in no particular order."""
+    return _fetch(model, conditions, (), lock=False)

@@ -311,6 +311,15 @@ class TestReview:
         response = api(admin).post(f"/v1/approvals/{uuid.uuid4()}/review", {}, format="json")
         assert response.status_code == 404
 
+    @pytest.mark.parametrize("approval_id", [uuid.uuid4(), "not-a-uuid", "1%00"])
+    @pytest.mark.parametrize("action", ["review", "cancel"])
+    def test_valid_body_for_an_unknown_id_is_404(self, api, acme, admin, approval_id, action):
+        body = {"action": "approve"} if action == "review" else {}
+        url = f"/v1/approvals/{approval_id}/{action}"
+        response = api(admin).post(url, body, format="json")
+        assert response.status_code == 404
+        assert response.json()["error"] == "approval request not found"
+
     def test_check_order_body_before_state(self, api, acme, developer, admin, owner):
         request = propose(acme, developer)
         request.cancel(by=owner)

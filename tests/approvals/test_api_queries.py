@@ -161,8 +161,8 @@ def test_review_and_apply_runs_a_fixed_set_of_statements(acme, developer, admin,
 
     assert response.status_code == 200
     assert response.json()["status"] == "applied"
-    # auth; the request (404 check); lock the request; lock the flag state; insert the review;
-    # the per-status totals; update the request; update the flag state; lock the audit chain
-    # and read its head; insert both audit entries; webhooks; queue the email; then the
-    # response's read (the request with its flag key, flag state and reviews).
-    assert len(data_statements(captured)) == 14, "\n".join(data_statements(captured))
+    # auth; lock the request (with its flag and environment); lock the flag state; insert the
+    # review; the per-status totals; update the request; update the flag state; queue the
+    # email; lock the audit chain and read its head; insert both audit entries; webhooks; then
+    # the response's read (the request with its flag key, flag state and reviews).
+    assert len(data_statements(captured)) == 13, "\n".join(data_statements(captured))

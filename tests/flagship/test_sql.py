@@ -127,3 +127,23 @@ def test_lock_one_holds_the_row_lock_until_the_transaction_ends(acme):
         sql.lock_one(FlagState, id=state.pk)
         assert try_to_lock() == "busy"
     assert try_to_lock() == "locked"
+
+
+def test_select_reads_every_matching_row_and_no_other(acme, other_org, owner, outsider):
+    from audit.models import Webhook
+
+    def webhook(org, by, url, is_active=True):
+        return Webhook.create_audited(
+            by=by, org=org, url=url, events=["*"], secret="s" * 32, is_active=is_active
+        )
+
+    wanted = {webhook(acme.org, owner, "https://a.example/1").pk}
+    wanted.add(webhook(acme.org, owner, "https://a.example/2").pk)
+    webhook(acme.org, owner, "https://a.example/off", is_active=False)
+    webhook(other_org.org, outsider, "https://b.example/1")
+
+    rows = sql.select(Webhook, org=acme.org.pk, is_active=True)
+
+    assert {row.pk for row in rows} == wanted
+    for row in rows:
+        assert field_values(row) == field_values(Webhook.objects.get(pk=row.pk))
