@@ -15,9 +15,9 @@ from approvals.serializers import (
     ReviewInputSerializer,
 )
 from flags.models import Environment, Flag, Project
-from flagship import permissions
+from flagship import permissions, sql
 from flagship.errors import NotFound
-from flagship.lookups import get_or_404
+from flagship.lookups import first_or_404, get_or_404
 
 
 class ApprovalRequestViewSet(
@@ -41,9 +41,7 @@ class ApprovalRequestViewSet(
         return queryset.for_api_list()
 
     def get_object(self):
-        return get_or_404(
-            self.get_queryset().for_api_list(), "approval request", pk=self.kwargs["pk"]
-        )
+        return ApprovalRequest.objects.api_row(self.request.user.org_id, self.kwargs["pk"])
 
     def count_total(self, queryset):
         """From the per-status totals when only `status` narrows the list (the common case,
@@ -54,7 +52,7 @@ class ApprovalRequestViewSet(
         return StatusTotal.objects.total(self.request.user.org_id, params.get("status"))
 
     def detail_response(self, approval_id, status_code=status.HTTP_200_OK):
-        approval = self.get_queryset().for_api_list().get(pk=approval_id)
+        approval = ApprovalRequest.objects.api_row(self.request.user.org_id, approval_id)
         return Response(ApprovalRequestSerializer(approval).data, status=status_code)
 
     @extend_schema(request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer})
@@ -62,13 +60,10 @@ class ApprovalRequestViewSet(
         body = ApprovalCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        flag = get_or_404(
-            Flag.objects.visible_to(request.user).select_related("project"),
-            "flag",
-            pk=data["flag_id"],
-        )
-        environment = get_or_404(
-            Environment.objects.visible_to(request.user), "environment", pk=data["env_id"]
+        # Read as they are; propose() answers 404 for another organization's.
+        flag = first_or_404(sql.select(Flag, related=("project",), id=data["flag_id"]), "flag")
+        environment = first_or_404(
+            sql.select(Environment, related=("project",), id=data["env_id"]), "environment"
         )
         approval = ApprovalRequest.propose(
             flag=flag,

@@ -6,7 +6,7 @@ from functools import cache
 from types import SimpleNamespace
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet, FullResultSet
+from django.core.exceptions import EmptyResultSet, FullResultSet, ValidationError
 from django.db import connection, models, transaction
 from django.db.models.query import BaseIterable
 from django.utils import timezone
@@ -278,6 +278,14 @@ class ApprovalRowsStatement:
         return cls(template, conversions, state_columns, review_start, review_conversions)
 
 
+@cache
+def one_row_where(vendor: str) -> str:
+    """`vendor` keys the cache (the quoting is the backend's)."""
+    qn = connection.ops.quote_name
+    table = qn(ApprovalRequest._meta.db_table)
+    return f'WHERE {table}."org_id" = %s AND {table}."id" = %s'
+
+
 class ApprovalRowsIterable(BaseIterable):
     """Yields ApprovalRow objects, reviews and conflicts included, from one statement whatever
     the page size: the queryset's rows (its conditions, newest first, its slice) joined to their
@@ -309,6 +317,10 @@ class ApprovalRowsIterable(BaseIterable):
         limit = ""
         if query.is_sliced:
             limit = connection.ops.limit_offset_sql(query.low_mark, query.high_mark)
+        yield from self.rows(where, params, limit)
+
+    @classmethod
+    def rows(cls, where: str, params: list, limit: str = "") -> list[ApprovalRow]:
         statement = ApprovalRowsStatement.build(connection.vendor)
         with connection.cursor() as cursor:
             cursor.execute(statement.template.format(where=where, limit=limit), params)
@@ -317,10 +329,10 @@ class ApprovalRowsIterable(BaseIterable):
         rows = []
         for result in results:
             if not rows or result[0] != rows[-1].id:
-                rows.append(self.approval_row(statement, result))
+                rows.append(cls.approval_row(statement, result))
             if result[-1] is not None:  # the review's id
-                rows[-1].reviews.append(self.review(statement, result))
-        yield from rows
+                rows[-1].reviews.append(cls.review(statement, result))
+        return rows
 
     @staticmethod
     def approval_row(statement: ApprovalRowsStatement, result) -> ApprovalRow:
@@ -358,6 +370,24 @@ class ApprovalRequestQuerySet(OrgScopedQuerySet):
         rows = self.all()
         rows._iterable_class = ApprovalRowsIterable
         return rows
+
+    def api_row(self, org_id, approval_id) -> ApprovalRow:
+        """One request of the org as `for_api_list()` reads it; NotFound for a malformed or
+        unknown id and for another org's request. It answers every read of one request and
+        follows every change, so its WHERE clause is a constant instead of a queryset to
+        build and compile."""
+        org_field, id_field = (ApprovalRequest._meta.get_field(name) for name in ("org", "id"))
+        try:
+            params = [
+                org_field.get_db_prep_value(org_id, connection),
+                id_field.get_db_prep_value(id_field.to_python(approval_id), connection),
+            ]
+        except ValidationError:
+            raise NotFound("approval request not found") from None
+        rows = ApprovalRowsIterable.rows(one_row_where(connection.vendor), params)
+        if not rows:
+            raise NotFound("approval request not found")
+        return rows[0]
 
     def newest_first(self):
         return self.order_by("-created_at", "-id")
@@ -545,8 +575,12 @@ class ApprovalRequest(models.Model):
                 fields={"execution_date": ["Must be in the future."]},
             )
         with transaction.atomic():
-            state, _ = FlagState.objects.get_or_create(flag=flag, environment=environment)
-            request = cls.objects.create(
+            states = sql.select(FlagState, flag=flag.pk, environment=environment.pk)
+            if states:
+                (state,) = states
+            else:  # see _lock_state
+                state, _ = FlagState.objects.get_or_create(flag=flag, environment=environment)
+            request = cls(
                 org_id=flag.project.org_id,
                 project_id=flag.project_id,
                 flag=flag,
@@ -560,6 +594,7 @@ class ApprovalRequest(models.Model):
                 base_version=state.version,
                 execution_date=execution_date,
             )
+            sql.insert([request])
             request._count_move(None, request.status)
             request._audit("approval.created", actor=requestor)
             notify.request_created(request)

@@ -207,6 +207,7 @@ def lock_one(model, *, related: tuple[str, ...] = (), **conditions):
     return rows[0] if rows else None
 
 
-def select(model, **conditions) -> list:
-    """The rows whose fields equal `conditions`, in no particular order."""
-    return _fetch(model, conditions, (), lock=False)
+def select(model, *, related: tuple[str, ...] = (), **conditions) -> list:
+    """The rows whose fields equal `conditions`, in no particular order, with the rows of
+    their `related` foreign keys joined in as select_related would."""
+    return _fetch(model, conditions, related, lock=False)

@@ -163,6 +163,26 @@ def test_review_and_apply_runs_a_fixed_set_of_statements(acme, developer, admin,
     assert response.json()["status"] == "applied"
     # auth; lock the request (with its flag and environment); lock the flag state; insert the
     # review; the per-status totals; update the request; update the flag state; queue the
-    # email; lock the audit chain and read its head; insert both audit entries; webhooks; then
+    # email; webhooks; lock the audit chain and read its head; insert both audit entries; then
     # the response's read (the request with its flag key, flag state and reviews).
     assert len(data_statements(captured)) == 13, "\n".join(data_statements(captured))
+
+
+@pytest.mark.django_db
+def test_create_runs_a_fixed_set_of_statements(acme, developer, api):
+    body = {
+        "flag_id": str(acme.flag.pk),
+        "env_id": str(acme.production.pk),
+        "change_type": "enable",
+    }
+
+    client = api(developer)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post("/v1/approvals", body, format="json")
+
+    assert response.status_code == 201
+    # auth; the flag and the environment, each with its project; the flag state; insert the
+    # request; the per-status totals; webhooks; lock the audit chain and read its head; insert
+    # the audit entry; queue the email; then the response's read.
+    assert len(data_statements(captured)) == 12, "\n".join(data_statements(captured))
