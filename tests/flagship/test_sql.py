@@ -147,3 +147,29 @@ def test_select_reads_every_matching_row_and_no_other(acme, other_org, owner, ou
     assert {row.pk for row in rows} == wanted
     for row in rows:
         assert field_values(row) == field_values(Webhook.objects.get(pk=row.pk))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"nested": {"list": [1, 2.5, -0.0, None, True, "é\n"]}, "empty": {}},
+        [-9223372036854775809, 18446744073709551616, 123456789012345678901234567890],
+        [0.1, 5e-324, 1.7976931348623157e308, 1e16, 2.5e-7],
+        "a string with \\u escapes: \u00e9 \u2603 \U0001f600",
+        None,
+    ],
+)
+def test_json_columns_read_as_the_orm_reads_them(acme, value):
+    state = production_state(acme)
+    state.default_value = value
+    state.save()
+    field = FlagState._meta.get_field("default_value")
+    table = connection.ops.quote_name(FlagState._meta.db_table)
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT default_value FROM {table} WHERE id = %s", [state.pk.hex])
+        (stored,) = cursor.fetchone()
+    fast, orm = sql.converter(field)(stored), production_state(acme).default_value
+
+    assert fast == orm
+    assert repr(fast) == repr(orm)  # the same types too: no integer read as a float
