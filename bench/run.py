@@ -38,6 +38,9 @@ def parse_args():
     parser.add_argument("--port", type=int, default=8400)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 4)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", 1)))
+    parser.add_argument(
+        "--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", "sync"), help="gunicorn's"
+    )
     parser.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     return parser.parse_args()
@@ -96,6 +99,7 @@ def start_server(env: dict, args) -> subprocess.Popen:
         **env,
         "WEB_CONCURRENCY": str(args.workers),
         "WEB_THREADS": str(args.threads),
+        "WEB_WORKER_CLASS": args.worker_class,
     }
     server = subprocess.Popen(command, env=server_env, cwd=ROOT, start_new_session=True)
     deadline = time.monotonic() + 30
@@ -291,7 +295,8 @@ def report(args, results: list[dict], elapsed: float) -> None:
     print()
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, gunicorn "
-        f"{args.workers} workers x {args.threads} threads, wrk {args.connections} connections, "
+        f"{args.workers} {args.worker_class} workers x {args.threads} threads, "
+        f"wrk {args.connections} connections, "
         f"{args.duration} s each, whole run {elapsed:.0f} s"
     )
     print()

@@ -227,7 +227,8 @@ class FlagState(models.Model):
     audit_resource_type = "flag_state"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="states")
+    # The unique (flag, environment) constraint's index serves lookups by flag.
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="states", db_index=False)
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="states")
     enabled = models.BooleanField(default=False)
     default_value = models.JSONField(default=None, null=True, blank=True)

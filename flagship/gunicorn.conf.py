@@ -8,7 +8,10 @@ from pathlib import Path
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
-worker_class = "gthread"
+# gthread (the default) copes with slow clients and keep-alive when gunicorn faces them itself;
+# behind a buffering proxy, sync workers (WEB_CONCURRENCY about twice the cores, WEB_THREADS
+# ignored) give steadier latency under load. See bench/README.md.
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 timeout = 30
 graceful_timeout = 10
 accesslog = "-"
