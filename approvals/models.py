@@ -118,13 +118,12 @@ class StatusTotalQuerySet(models.QuerySet):
         params = [
             value for status, delta in deltas.items() for value in (org, status, stripe, delta)
         ]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'INSERT INTO {table} (org_id, status, stripe, "count") VALUES {rows} '
-                f'ON CONFLICT (org_id, status, stripe) DO UPDATE SET "count" = {table}."count" + '
-                'excluded."count"',
-                params,
-            )
+        sql.write(
+            f'INSERT INTO {table} (org_id, status, stripe, "count") VALUES {rows} '
+            f'ON CONFLICT (org_id, status, stripe) DO UPDATE SET "count" = {table}."count" + '
+            'excluded."count"',
+            params,
+        )
 
     def total(self, org_id, status: str | None = None) -> int:
         """The org's number of requests (in `status`). Plain SQL: it runs on every list page,
@@ -574,7 +573,7 @@ class ApprovalRequest(models.Model):
                 "execution_date must be in the future",
                 fields={"execution_date": ["Must be in the future."]},
             )
-        with transaction.atomic():
+        with transaction.atomic(), sql.writes_together():
             states = sql.select(FlagState, flag=flag.pk, environment=environment.pk)
             if states:
                 (state,) = states
@@ -662,7 +661,7 @@ class ApprovalRequest(models.Model):
 
     def approve(self, *, by, note: str = "", ignore_conflicts: bool = False) -> None:
         permissions.REVIEW.require(by)
-        with transaction.atomic():
+        with transaction.atomic(), sql.writes_together():
             locked = self._lock(by)
             locked._check_reviewable_by(by)
             state = locked._lock_state()
@@ -713,7 +712,7 @@ class ApprovalRequest(models.Model):
 
     def reject(self, *, by, note: str = "") -> None:
         permissions.REVIEW.require(by)
-        with transaction.atomic():
+        with transaction.atomic(), sql.writes_together():
             locked = self._lock(by)
             locked._check_reviewable_by(by)
             sql.insert(
@@ -733,7 +732,7 @@ class ApprovalRequest(models.Model):
 
     def cancel(self, *, by, note: str = "") -> None:
         permissions.CANCEL.require(by)
-        with transaction.atomic():
+        with transaction.atomic(), sql.writes_together():
             locked = self._lock(by)
             if locked.status not in (Status.PENDING, Status.APPROVED):
                 raise StateConflict(NOT_OPEN)
@@ -753,7 +752,7 @@ class ApprovalRequest(models.Model):
         (`select_for_update(skip_locked=True)`) inside a transaction.
         """
         now = now or timezone.now()
-        with transaction.atomic():
+        with transaction.atomic(), sql.writes_together():
             locked = self._lock()
             due = locked.execution_date is None or locked.execution_date <= now
             if locked.status != Status.APPROVED or not due:

@@ -11,6 +11,7 @@ converters, and UUIDs written as text by the database.
 import json
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -131,8 +132,7 @@ def insert(instances) -> None:
         for field in model._meta.concrete_fields:
             value = field.pre_save(instance, add=True)
             params.append(field.get_db_prep_save(value, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_statement(model, len(instances), connection.vendor), params)
+    write(_insert_statement(model, len(instances), connection.vendor), params)
     for instance in instances:
         instance._state.adding = False
         instance._state.db = connection.alias
@@ -159,10 +159,80 @@ def update(instance, field_names: list[str]) -> None:
         field.get_db_prep_save(field.pre_save(instance, add=False), connection) for field in fields
     ]
     params.append(model._meta.pk.get_db_prep_value(instance.pk, connection))
+    statement = _update_statement(model, tuple(field_names), connection.vendor)
+    write(statement, params, expected_rows=1, what=f"{model.__name__} {instance.pk}")
+
+
+# ----- writes run together -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Write:
+    statement: str
+    params: list
+    expected_rows: int | None
+    what: str
+
+
+def write(statement: str, params: list, *, expected_rows: int | None = None, what: str = ""):
+    """Runs one INSERT, UPDATE or upsert now, or, inside `writes_together`, as that block ends.
+    With `expected_rows`, a different number of rows written raises DatabaseError naming
+    `what`."""
+    pending = getattr(connection, "flagship_held_writes", None)
+    if pending is not None:
+        pending.append(_Write(statement, params, expected_rows, what))
+        return
     with connection.cursor() as cursor:
-        cursor.execute(_update_statement(model, tuple(field_names), connection.vendor), params)
-        if cursor.rowcount != 1:
-            raise DatabaseError(f"{model.__name__} {instance.pk} was not updated")
+        cursor.execute(statement, params)
+        _check_rows(_Write(statement, params, expected_rows, what), cursor.rowcount)
+
+
+def _check_rows(held: _Write, rows: int) -> None:
+    if held.expected_rows is not None and rows != held.expected_rows:
+        raise DatabaseError(f"{held.what} was not updated")
+
+
+@contextmanager
+def writes_together():
+    """Holds back the writes made inside it through this module (`insert`, `update`, `write`)
+    and runs them as it ends: on PostgreSQL as one statement, each write a data-modifying WITH
+    clause, saving a round trip to the database per write; on SQLite one after another.
+
+    For the writes of one transition, which never read one another's rows: the clauses of one
+    statement see the database as it was before the statement. Statements run directly (reads,
+    locks, the ORM) are not held back. When the block raises, its writes are dropped; the
+    transaction around it rolls back anyway. Nested blocks join the outer one."""
+    if getattr(connection, "flagship_held_writes", None) is not None:
+        yield
+        return
+    connection.flagship_held_writes = held = []
+    try:
+        yield
+    finally:
+        connection.flagship_held_writes = None
+    if connection.vendor == "postgresql" and len(held) > 1:
+        _run_in_one_statement(held)
+    else:
+        for each in held:
+            write(each.statement, each.params, expected_rows=each.expected_rows, what=each.what)
+
+
+def _run_in_one_statement(held: list[_Write]) -> None:
+    clauses, params, counted = [], [], []
+    for number, each in enumerate(held):
+        statement = each.statement
+        if each.expected_rows is not None:
+            statement += " RETURNING 1"
+            counted.append((f"(SELECT count(*) FROM w{number})", each))
+        clauses.append(f"w{number} AS ({statement})")
+        params += each.params
+    # Every data-modifying WITH clause runs to completion, whether or not the SELECT reads it.
+    counts = ", ".join(count for count, _ in counted) or "1"
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(clauses)} SELECT {counts}", params)
+        rows = cursor.fetchone()
+    for (_, each), number_of_rows in zip(counted, rows, strict=False):
+        _check_rows(each, number_of_rows)
 
 
 @dataclass(frozen=True)

@@ -161,11 +161,12 @@ def test_review_and_apply_runs_a_fixed_set_of_statements(acme, developer, admin,
 
     assert response.status_code == 200
     assert response.json()["status"] == "applied"
-    # auth; lock the request (with its flag and environment); lock the flag state; insert the
-    # review; the per-status totals; update the request; update the flag state; queue the
-    # email; webhooks; lock the audit chain and read its head; insert both audit entries; then
-    # the response's read (the request with its flag key, flag state and reviews).
-    assert len(data_statements(captured)) == 13, "\n".join(data_statements(captured))
+    # auth; lock the request (with its flag and environment); lock the flag state; webhooks;
+    # lock the audit chain and read its head; the writes (insert the review, the per-status
+    # totals, update the request and the flag state, queue the email, insert both audit
+    # entries); then the response's read (the request with its flag key, state and reviews).
+    writes = 1 if connection.vendor == "postgresql" else 6  # one statement, or one each
+    assert len(data_statements(captured)) == 7 + writes, "\n".join(data_statements(captured))
 
 
 @pytest.mark.django_db
@@ -182,7 +183,8 @@ def test_create_runs_a_fixed_set_of_statements(acme, developer, api):
         response = client.post("/v1/approvals", body, format="json")
 
     assert response.status_code == 201
-    # auth; the flag and the environment, each with its project; the flag state; insert the
-    # request; the per-status totals; webhooks; lock the audit chain and read its head; insert
-    # the audit entry; queue the email; then the response's read.
-    assert len(data_statements(captured)) == 12, "\n".join(data_statements(captured))
+    # auth; the flag and the environment, each with its project; the flag state; webhooks;
+    # lock the audit chain and read its head; the writes (insert the request, the per-status
+    # totals, queue the email, insert the audit entry); then the response's read.
+    writes = 1 if connection.vendor == "postgresql" else 4  # one statement, or one each
+    assert len(data_statements(captured)) == 8 + writes, "\n".join(data_statements(captured))

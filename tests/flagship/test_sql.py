@@ -173,3 +173,66 @@ def test_json_columns_read_as_the_orm_reads_them(acme, value):
 
     assert fast == orm
     assert repr(fast) == repr(orm)  # the same types too: no integer read as a float
+
+
+def statements_for_writes(count: int) -> int:
+    """Statements `count` held writes take: one on PostgreSQL, one each on SQLite."""
+    return 1 if connection.vendor == "postgresql" else count
+
+
+class TestWritesTogether:
+    def held_writes(self, request_, state) -> QueuedEmail:
+        """An insert and an update, as a transition makes them."""
+        email = QueuedEmail(approval_request=request_, event="approved")
+        sql.insert([email])
+        state.enabled = True
+        sql.update(state, ["enabled", "updated_at"])
+        return email
+
+    def test_run_as_the_block_ends_in_one_statement_on_postgresql(
+        self, acme, request_, django_assert_num_queries
+    ):
+        state = production_state(acme)
+        # Contexts exit in reverse: nothing runs inside the block, then the writes run.
+        with (
+            django_assert_num_queries(statements_for_writes(2)),
+            sql.writes_together(),
+            django_assert_num_queries(0),
+        ):
+            email = self.held_writes(request_, state)
+
+        assert QueuedEmail.objects.filter(pk=email.pk).exists()
+        assert production_state(acme).enabled is True
+
+    def test_a_block_that_raises_writes_nothing(self, acme, request_, django_assert_num_queries):
+        state = production_state(acme)
+        with (
+            django_assert_num_queries(0),
+            pytest.raises(ZeroDivisionError),
+            sql.writes_together(),
+        ):
+            email = self.held_writes(request_, state)
+            raise ZeroDivisionError
+
+        assert not QueuedEmail.objects.filter(pk=email.pk).exists()
+        assert production_state(acme).enabled is False
+
+    def test_an_update_of_a_row_that_is_gone_raises_as_the_block_ends(self, acme, request_):
+        missing = FlagState(id=uuid.uuid4(), flag=acme.flag, environment=acme.production)
+        with (
+            pytest.raises(DatabaseError, match=f"FlagState {missing.pk} was not updated"),
+            transaction.atomic(),
+            sql.writes_together(),
+        ):
+            sql.insert([QueuedEmail(approval_request=request_, event="approved")])
+            sql.update(missing, ["enabled"])
+        assert not QueuedEmail.objects.filter(event="approved").exists()
+
+    def test_a_nested_block_joins_the_outer_one(self, acme, request_, django_assert_num_queries):
+        state = production_state(acme)
+        with sql.writes_together():
+            with django_assert_num_queries(0), sql.writes_together():
+                email = self.held_writes(request_, state)
+            held = len(connection.flagship_held_writes)
+        assert held == 2
+        assert QueuedEmail.objects.filter(pk=email.pk).exists()
