@@ -1,5 +1,3 @@
-import uuid
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -7,7 +5,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from approvals.filters import ApprovalRequestFilter
-from approvals.models import ApprovalRequest, ReviewAction, StatusTotal
+from approvals.models import ApprovalRequest, ReviewAction, StatusTotal, approval_id_or_404
 from approvals.serializers import (
     ApprovalCreateSerializer,
     ApprovalRequestSerializer,
@@ -17,7 +15,17 @@ from approvals.serializers import (
 from flags.models import Environment, Flag, Project
 from flagship import permissions, sql
 from flagship.errors import NotFound
-from flagship.lookups import first_or_404, get_or_404
+from flagship.lookups import get_or_404
+
+
+def project_row_or_404(model, what: str, row_id, user):
+    """The flag or environment `row_id` of the user's organization, with its project, in one
+    statement without the ORM's query building; NotFound alike for an unknown id and for
+    another organization's."""
+    rows = sql.select(model, related=("project",), id=row_id)
+    if not rows or rows[0].project.org_id != user.org_id:
+        raise NotFound(f"{what} not found")
+    return rows[0]
 
 
 class ApprovalRequestViewSet(
@@ -60,11 +68,8 @@ class ApprovalRequestViewSet(
         body = ApprovalCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        # Read as they are; propose() answers 404 for another organization's.
-        flag = first_or_404(sql.select(Flag, related=("project",), id=data["flag_id"]), "flag")
-        environment = first_or_404(
-            sql.select(Environment, related=("project",), id=data["env_id"]), "environment"
-        )
+        flag = project_row_or_404(Flag, "flag", data["flag_id"], request.user)
+        environment = project_row_or_404(Environment, "environment", data["env_id"], request.user)
         approval = ApprovalRequest.propose(
             flag=flag,
             environment=environment,
@@ -87,11 +92,7 @@ class ApprovalRequestViewSet(
         if not body.is_valid():
             self.get_object()
             raise ValidationError(body.errors)
-        try:
-            approval_id = uuid.UUID(self.kwargs["pk"])
-        except ValueError:
-            raise NotFound("approval request not found") from None
-        return ApprovalRequest(pk=approval_id), body.validated_data
+        return ApprovalRequest(pk=approval_id_or_404(self.kwargs["pk"])), body.validated_data
 
     @extend_schema(request=ReviewInputSerializer, responses={200: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])

@@ -6,7 +6,7 @@ from functools import cache
 from types import SimpleNamespace
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet, FullResultSet, ValidationError
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connection, models, transaction
 from django.db.models.query import BaseIterable
 from django.utils import timezone
@@ -107,10 +107,16 @@ class StatusTotalQuerySet(models.QuerySet):
         """Adds each delta to the org's total of that status, in the caller's transaction.
 
         One upsert. Rows are written in status order, so two transactions touching the same
-        rows lock them in the same order and cannot deadlock."""
+        rows lock them in the same order and cannot deadlock. Once per `sql.writes_together`
+        block and org: PostgreSQL refuses two upserts of one row in one statement."""
         deltas = {status: delta for status, delta in sorted(deltas.items()) if delta}
         if not deltas:
             return
+        held = sql.held_writes()
+        if held is not None:
+            if ("status totals", org_id) in held.memo:
+                raise RuntimeError("shift the status totals once per writes_together block")
+            held.memo["status totals", org_id] = deltas
         table = connection.ops.quote_name(self.model._meta.db_table)
         org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
         stripe = status_total_stripe()
@@ -277,9 +283,18 @@ class ApprovalRowsStatement:
         return cls(template, conversions, state_columns, review_start, review_conversions)
 
 
+def approval_id_or_404(value) -> uuid.UUID:
+    """An approval request's id from a URL; NotFound when it cannot be one."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound("approval request not found") from None
+
+
 @cache
 def one_row_where(vendor: str) -> str:
-    """`vendor` keys the cache (the quoting is the backend's)."""
+    """The WHERE clause of `api_row`: one request of one org. `vendor` keys the cache (the
+    quoting is the backend's)."""
     qn = connection.ops.quote_name
     table = qn(ApprovalRequest._meta.db_table)
     return f'WHERE {table}."org_id" = %s AND {table}."id" = %s'
@@ -376,13 +391,10 @@ class ApprovalRequestQuerySet(OrgScopedQuerySet):
         follows every change, so its WHERE clause is a constant instead of a queryset to
         build and compile."""
         org_field, id_field = (ApprovalRequest._meta.get_field(name) for name in ("org", "id"))
-        try:
-            params = [
-                org_field.get_db_prep_value(org_id, connection),
-                id_field.get_db_prep_value(id_field.to_python(approval_id), connection),
-            ]
-        except ValidationError:
-            raise NotFound("approval request not found") from None
+        params = [
+            org_field.get_db_prep_value(org_id, connection),
+            id_field.get_db_prep_value(approval_id_or_404(approval_id), connection),
+        ]
         rows = ApprovalRowsIterable.rows(one_row_where(connection.vendor), params)
         if not rows:
             raise NotFound("approval request not found")
@@ -673,13 +685,7 @@ class ApprovalRequest(models.Model):
                     extra={"conflicts": conflicts},
                 )
             now = timezone.now()
-            sql.insert(
-                [
-                    Review(
-                        approval_request=locked, reviewer=by, action=ReviewAction.APPROVE, note=note
-                    )
-                ]
-            )
+            locked._add_review(by, ReviewAction.APPROVE, note)
             before = locked.audit_snapshot()
             locked.approvals_count += 1
             updated = ["approvals_count", "updated_at"]
@@ -715,13 +721,7 @@ class ApprovalRequest(models.Model):
         with transaction.atomic(), sql.writes_together():
             locked = self._lock(by)
             locked._check_reviewable_by(by)
-            sql.insert(
-                [
-                    Review(
-                        approval_request=locked, reviewer=by, action=ReviewAction.REJECT, note=note
-                    )
-                ]
-            )
+            locked._add_review(by, ReviewAction.REJECT, note)
             before = locked.audit_snapshot()
             locked._move_to(Status.REJECTED)
             locked.reviewer, locked.review_note, locked.reviewed_at = by, note, timezone.now()
@@ -795,10 +795,11 @@ class ApprovalRequest(models.Model):
 
     def _lock(self, by=None) -> "ApprovalRequest":
         """Re-reads the row under a lock, with its flag and environment. For a person, a request
-        of another organization does not exist, whichever interface they came through; nor does
-        one deleted since this instance was read."""
-        locked = sql.lock_one(type(self), related=("flag", "environment"), id=self.pk)
-        if locked is None or (by is not None and locked.org_id != by.org_id):
+        of another organization does not exist (and is not locked), whichever interface they
+        came through; nor does one deleted since this instance was read."""
+        conditions = {"id": self.pk} if by is None else {"id": self.pk, "org": by.org_id}
+        locked = sql.lock_one(type(self), related=("flag", "environment"), **conditions)
+        if locked is None:
             raise NotFound("approval request not found")
         return locked
 
@@ -834,6 +835,9 @@ class ApprovalRequest(models.Model):
             setattr(self, field.attname, getattr(locked, field.attname))
         self._state.fields_cache = dict(locked._state.fields_cache)
         self.__dict__.pop("_prefetched_objects_cache", None)
+
+    def _add_review(self, by, action: str, note: str) -> None:
+        sql.insert([Review(approval_request=self, reviewer=by, action=action, note=note)])
 
     def _check_reviewable_by(self, by) -> None:
         """The review checks after the lock, in the SPEC's order: open, not own, not twice."""

@@ -209,19 +209,26 @@ def record_all(entries: list[AuditEntry]) -> None:
     """Writes entries of one org, in this order, inside the transaction that makes the change.
 
     A change that writes several entries (an approval that applies the flag state) locks the
-    org's chain, reads its head and looks up webhooks once for all of them, in one INSERT."""
+    org's chain, reads its head and looks up webhooks once for all of them, and inserts them
+    in one INSERT (held back, inside `sql.writes_together`, until the block's writes run)."""
     (org_id,) = {entry.org_id for entry in entries}
+    held = sql.held_writes()
+    # Entries still held are the chain's newest: the database's head does not show them yet.
+    held_head_key = ("audit chain head", org_id)
     with transaction.atomic(savepoint=False):
         # The audit log is the webhooks' event stream: the deliveries commit or roll back with
         # it. They are found before the chain is locked, to hold that lock for less time.
         deliveries = WebhookDelivery.for_entries(entries)
-        head = AuditEntry.objects.lock_chain_head(org_id)
+        head = held.memo.get(held_head_key) if held is not None else None
+        if head is None:
+            head = AuditEntry.objects.lock_chain_head(org_id)
         for entry in entries:
             entry.append_to_chain(head)
             head = entry
         sql.insert(entries)
-        if deliveries:
-            sql.insert(deliveries)
+        sql.insert(deliveries)
+        if held is not None:
+            held.memo[held_head_key] = head
 
 
 # ----- outbound webhooks -----------------------------------------------------------------------

@@ -11,8 +11,9 @@ import os
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '8400')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-threads = int(os.environ.get("WEB_THREADS", "1"))
 worker_class = os.environ.get("WEB_WORKER_CLASS", "sync")
+# Gunicorn runs gthread whenever threads > 1, so a sync worker gets one thread.
+threads = 1 if worker_class == "sync" else int(os.environ.get("WEB_THREADS", "1"))
 timeout = 30
 graceful_timeout = 10
 accesslog = None

@@ -295,7 +295,8 @@ def report(args, results: list[dict], elapsed: float) -> None:
     print()
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, gunicorn "
-        f"{args.workers} {args.worker_class} workers x {args.threads} threads, "
+        f"{args.workers} {args.worker_class} workers"
+        f"{'' if args.worker_class == 'sync' else f' x {args.threads} threads'}, "
         f"wrk {args.connections} connections, "
         f"{args.duration} s each, whole run {elapsed:.0f} s"
     )

@@ -261,8 +261,9 @@ class FlagState(models.Model):
         return {field: getattr(self, field) for field in fields}
 
     def write(self, changes: dict) -> tuple[dict, dict]:
-        """Merges `changes` into this state and saves it, bumping the version. The caller holds
-        the row lock (select_for_update), so the version read with it is still the latest.
+        """Merges `changes` into this state and writes them (`sql.update`, held back inside
+        `sql.writes_together`), bumping the version. The caller holds the row lock, so the
+        version read with it is still the latest.
 
         Returns the full state before and after, for the audit entry.
         """

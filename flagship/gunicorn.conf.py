@@ -7,11 +7,12 @@ from pathlib import Path
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
 # gthread (the default) copes with slow clients and keep-alive when gunicorn faces them itself;
-# behind a buffering proxy, sync workers (WEB_CONCURRENCY about twice the cores, WEB_THREADS
-# ignored) give steadier latency under load. See bench/README.md.
+# behind a buffering proxy, sync workers (WEB_CONCURRENCY about twice the cores) give steadier
+# latency under load. See bench/README.md.
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
+# Gunicorn runs gthread whenever threads > 1, so a sync worker gets one thread.
+threads = 1 if worker_class == "sync" else int(os.environ.get("WEB_THREADS", "4"))
 timeout = 30
 graceful_timeout = 10
 accesslog = "-"

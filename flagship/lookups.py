@@ -12,9 +12,3 @@ def get_or_404(queryset, what: str, **lookups):
         return queryset.get(**lookups)
     except (queryset.model.DoesNotExist, ValidationError, ValueError, TypeError):
         raise NotFound(f"{what} not found") from None
-
-
-def first_or_404(rows: list, what: str):
-    if not rows:
-        raise NotFound(f"{what} not found")
-    return rows[0]

@@ -8,6 +8,7 @@ backend-neutral (SQLite and PostgreSQL): quoted column lists, Django's own from-
 converters, and UUIDs written as text by the database.
 """
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from functools import cache
 
 import orjson
 from django.db import DatabaseError, connection, models
+from django.db.transaction import TransactionManagementError
 
 
 def columns(model, alias: str) -> list[str]:
@@ -124,6 +126,8 @@ def insert(instances) -> None:
     auto_now dates filled in by the fields. The model's primary key must come from Python (a
     UUID default), since the statement reads nothing back."""
     instances = list(instances)
+    if not instances:
+        return
     model = type(instances[0])
     if model._meta.pk.db_returning:
         raise TypeError(f"{model.__name__}'s primary key is made by the database")
@@ -174,13 +178,28 @@ class _Write:
     what: str
 
 
+@dataclass
+class HeldWrites:
+    """The writes an open `writes_together` block holds back, and `memo`: what its callers note
+    about them when a later step of theirs must account for a write still held (the newest
+    audit entry of a chain, for one)."""
+
+    writes: list[_Write] = dataclasses.field(default_factory=list)
+    memo: dict = dataclasses.field(default_factory=dict)
+
+
+def held_writes() -> HeldWrites | None:
+    """The open `writes_together` block's writes; None outside one."""
+    return getattr(connection, "flagship_held_writes", None)
+
+
 def write(statement: str, params: list, *, expected_rows: int | None = None, what: str = ""):
     """Runs one INSERT, UPDATE or upsert now, or, inside `writes_together`, as that block ends.
     With `expected_rows`, a different number of rows written raises DatabaseError naming
     `what`."""
-    pending = getattr(connection, "flagship_held_writes", None)
-    if pending is not None:
-        pending.append(_Write(statement, params, expected_rows, what))
+    held = held_writes()
+    if held is not None:
+        held.writes.append(_Write(statement, params, expected_rows, what))
         return
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
@@ -198,22 +217,33 @@ def writes_together():
     and runs them as it ends: on PostgreSQL as one statement, each write a data-modifying WITH
     clause, saving a round trip to the database per write; on SQLite one after another.
 
-    For the writes of one transition, which never read one another's rows: the clauses of one
-    statement see the database as it was before the statement. Statements run directly (reads,
-    locks, the ORM) are not held back. When the block raises, its writes are dropped; the
-    transaction around it rolls back anyway. Nested blocks join the outer one."""
-    if getattr(connection, "flagship_held_writes", None) is not None:
-        yield
+    For the writes of one transition, inside its transaction: they never read one another's
+    rows (the clauses of one statement all see the database as it was before it), and no row
+    is written twice. Statements run directly (reads, locks, the ORM) are not held back. When
+    the block raises, what it held is dropped. A nested block joins the outer one."""
+    held = held_writes()
+    if held is not None:
+        kept, memo = len(held.writes), dict(held.memo)
+        try:
+            yield
+        except BaseException:
+            del held.writes[kept:]
+            held.memo = memo
+            raise
         return
-    connection.flagship_held_writes = held = []
+    if not connection.in_atomic_block:
+        # In autocommit, locks taken inside (the audit chain's) would be gone before the
+        # writes they guard ran.
+        raise TransactionManagementError("writes_together() must run inside a transaction")
+    connection.flagship_held_writes = held = HeldWrites()
     try:
         yield
     finally:
         connection.flagship_held_writes = None
-    if connection.vendor == "postgresql" and len(held) > 1:
-        _run_in_one_statement(held)
+    if connection.vendor == "postgresql" and len(held.writes) > 1:
+        _run_in_one_statement(held.writes)
     else:
-        for each in held:
+        for each in held.writes:
             write(each.statement, each.params, expected_rows=each.expected_rows, what=each.what)
 
 

@@ -60,6 +60,16 @@ class TestCreate:
         body = create_body(acme, flag_id=str(other_org.flag.pk))
         assert api(developer).post("/v1/approvals", body, format="json").status_code == 404
 
+    def test_another_orgs_flag_is_as_unknown_as_a_missing_one(
+        self, api, acme, other_org, developer
+    ):
+        # With an unknown environment, the answer must not tell that the flag exists elsewhere.
+        for flag_id in (other_org.flag.pk, uuid.uuid4()):
+            body = create_body(acme, flag_id=str(flag_id), env_id=str(uuid.uuid4()))
+            response = api(developer).post("/v1/approvals", body, format="json")
+            assert response.status_code == 404
+            assert response.json()["error"] == "flag not found"
+
     def test_environment_of_another_org_is_404(self, api, acme, other_org, developer):
         body = create_body(acme, env_id=str(other_org.production.pk))
         assert api(developer).post("/v1/approvals", body, format="json").status_code == 404

@@ -21,7 +21,12 @@ def database_options(**env) -> dict:
         "import json; from django.conf import settings; "
         "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))"
     )
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "flagship.settings", **env}
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("DATABASE_")  # the test's own database settings stay out
+    }
+    environment.update(DJANGO_SETTINGS_MODULE="flagship.settings", **env)
     output = subprocess.run(
         [sys.executable, "-c", code],
         cwd=BASE_DIR,

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db.transaction import TransactionManagementError
 
 from approvals.models import ApprovalRequest, QueuedEmail, StatusTotal
 from flags.models import FlagState
@@ -46,10 +47,14 @@ def test_insert_writes_every_row_in_one_statement_as_the_orm_reads_it_back(
     assert QueuedEmail.objects.get(pk=emails[0].pk).status == "pending"
 
 
-def test_insert_refuses_a_model_whose_key_the_database_makes(acme):
-    with pytest.raises(TypeError, match="made by the database"):
+def test_insert_refuses_a_model_whose_key_the_database_makes(acme, django_assert_num_queries):
+    with django_assert_num_queries(0), pytest.raises(TypeError, match="made by the database"):
         sql.insert([StatusTotal(org=acme.org, status="pending", count=1)])
-    assert not StatusTotal.objects.filter(org=acme.org, count=1, status="pending").exists()
+
+
+def test_insert_of_nothing_runs_nothing(django_assert_num_queries, db):
+    with django_assert_num_queries(0):
+        sql.insert([])
 
 
 def test_update_writes_only_the_named_fields_and_sets_auto_now(acme, django_assert_num_queries):
@@ -214,8 +219,11 @@ class TestWritesTogether:
             email = self.held_writes(request_, state)
             raise ZeroDivisionError
 
+        assert sql.held_writes() is None
         assert not QueuedEmail.objects.filter(pk=email.pk).exists()
         assert production_state(acme).enabled is False
+        with django_assert_num_queries(1):  # and the next write runs at once
+            sql.update(state, ["enabled"])
 
     def test_an_update_of_a_row_that_is_gone_raises_as_the_block_ends(self, acme, request_):
         missing = FlagState(id=uuid.uuid4(), flag=acme.flag, environment=acme.production)
@@ -228,11 +236,53 @@ class TestWritesTogether:
             sql.update(missing, ["enabled"])
         assert not QueuedEmail.objects.filter(event="approved").exists()
 
+    def test_a_nested_block_that_raises_drops_only_its_own_writes(self, acme, request_):
+        state = production_state(acme)
+        with sql.writes_together():
+            email = self.held_writes(request_, state)
+            with pytest.raises(ZeroDivisionError), sql.writes_together():
+                sql.insert([QueuedEmail(approval_request=request_, event="rejected")])
+                raise ZeroDivisionError
+            held = len(sql.held_writes().writes)
+        assert held == 2
+        assert QueuedEmail.objects.filter(pk=email.pk).exists()
+        assert not QueuedEmail.objects.filter(event="rejected").exists()
+
+    @pytest.mark.django_db(transaction=True)
+    def test_outside_a_transaction_it_refuses_to_start(self):
+        with pytest.raises(TransactionManagementError), sql.writes_together():
+            pass
+
     def test_a_nested_block_joins_the_outer_one(self, acme, request_, django_assert_num_queries):
         state = production_state(acme)
         with sql.writes_together():
             with django_assert_num_queries(0), sql.writes_together():
                 email = self.held_writes(request_, state)
-            held = len(connection.flagship_held_writes)
+            held = len(sql.held_writes().writes)
         assert held == 2
         assert QueuedEmail.objects.filter(pk=email.pk).exists()
+
+
+def test_two_audit_records_in_one_block_extend_the_chain_one_after_the_other(acme, owner):
+    from audit.management.commands.verify_audit import first_broken_link
+    from audit.models import AuditEntry, record
+
+    before = AuditEntry.objects.filter(org=acme.org).count()
+    with transaction.atomic(), sql.writes_together():
+        for action in ("first.note", "second.note"):
+            record(org_id=acme.org.pk, actor=owner, action=action, resource=acme.org)
+
+    newest = list(AuditEntry.objects.chain_of(acme.org.pk))[-2:]
+    assert [entry.action for entry in newest] == ["first.note", "second.note"]
+    assert newest[1].sequence == newest[0].sequence + 1 == before + 2
+    assert first_broken_link(acme.org) is None
+
+
+def test_the_status_totals_move_once_per_block(acme):
+    with (
+        pytest.raises(RuntimeError, match="once per writes_together block"),
+        transaction.atomic(),
+        sql.writes_together(),
+    ):
+        StatusTotal.objects.shift(acme.org.pk, {"pending": 1})
+        StatusTotal.objects.shift(acme.org.pk, {"pending": 1})
