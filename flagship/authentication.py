@@ -2,7 +2,7 @@ import time
 from functools import cache
 
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
@@ -82,9 +82,7 @@ def active_member(user_id) -> User | None:
     request, and building that query through the ORM cost more than running it. Raises
     ValidationError for an id that is not a UUID."""
     query, readers = member_query(connection.vendor)
-    with connection.cursor() as cursor:
-        cursor.execute(query, [User._meta.pk.get_db_prep_value(user_id, connection)])
-        row = cursor.fetchone()
+    row = first_read(query, [User._meta.pk.get_db_prep_value(user_id, connection)])
     if row is None:
         return None
     instances, start = [], 0
@@ -98,3 +96,29 @@ def active_member(user_id) -> User | None:
     Membership._meta.get_field("user").set_cached_value(membership, user)
     Membership._meta.get_field("org").set_cached_value(membership, org)
     return user
+
+
+def first_read(query: str, params: list):
+    """Runs a request's first statement, outside any transaction, and returns its first row.
+
+    The statement doubles as the health check of a reused connection: one that died (the
+    database restarted) is replaced and the statement run once more, as Django's health check
+    would have done with a `SELECT 1` before it, a round trip on every request."""
+    reused_unchecked = (
+        connection.connection is not None
+        and connection.health_check_enabled
+        and not connection.health_check_done
+        and not connection.in_atomic_block
+    )
+    connection.health_check_done = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(query, params)
+            return cursor.fetchone()
+    except (OperationalError, InterfaceError):
+        if not reused_unchecked:
+            raise
+    connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchone()

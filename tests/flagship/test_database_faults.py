@@ -1,6 +1,6 @@
 """The database failing under a running server: a review whose connection is killed mid-way
-answers 503 with nothing half-written and works on retry; a PostgreSQL restart is survived
-without restarting the server."""
+answers 503 with nothing half-written and works on retry; a connection that died between
+requests is replaced unseen; a PostgreSQL restart is survived without restarting the server."""
 
 import os
 import shutil
@@ -120,6 +120,38 @@ def as_postgres_user(command: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *command]
     return command
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_an_api_request_on_a_connection_that_died_between_requests_succeeds(
+    admin, api, monkeypatch
+):
+    """The request's first statement (authentication) is the reused connection's health check:
+    a dead connection is replaced and the statement run again, and the client never sees it.
+    Django's own check (a `SELECT 1` before the first statement) does not run."""
+    separate_checks = []
+    is_usable = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: separate_checks.append(1) or is_usable())
+    client = api(admin)
+    assert client.get("/v1/approvals").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (dead_pid,) = cursor.fetchone()
+    with direct_connection() as killer:
+        killer.execute("SELECT pg_terminate_backend(%s)", [dead_pid])
+        killer.commit()
+    # What a server does as each request starts (Django's test client leaves it out): the
+    # connection is kept for reuse, to be checked before its first statement.
+    connection.close_if_unusable_or_obsolete()
+
+    response = client.get("/v1/approvals")
+
+    assert response.status_code == 200, response.json()
+    assert separate_checks == []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != dead_pid
 
 
 @pytest.fixture
