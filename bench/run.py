@@ -254,6 +254,13 @@ def main() -> None:
         load_database(env)
     workdir = Path(tempfile.mkdtemp(prefix="flagship-bench-"))
     prepared = prepare(env, workdir)
+    # As `make run` and a deployment do: whitenoise serves the collected files.
+    subprocess.run(
+        [PYTHON, str(ROOT / "manage.py"), "collectstatic", "--noinput", "--verbosity", "0"],
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
     server = start_server(env, args)
     results = []
     try:
