@@ -1,5 +1,5 @@
 """Prints, as JSON, what the wrk scenarios need from the loaded database: tokens, ids to read
-and to review, a create body and the path of page 2,000 of the newest-first list.
+and to review, a create body and the paths of pages 2 and 2,000 of the newest-first list.
 
 Reads go to organization bench-0 and writes to bench-1, so the pages the read scenarios show
 hold the same rows in every run, however many requests earlier runs created or reviewed."""
@@ -32,8 +32,12 @@ def main() -> None:
     reviewer = User.objects.get(email="admin1@bench.test")
     requestor = User.objects.get(email="developer1@bench.test")
     requests = ApprovalRequest.objects.filter(org_id=reader.org_id).order_by("-created_at", "-id")
-    last_of_previous_page = requests.values("created_at", "pk")[(PAGE - 1) * PAGE_SIZE - 1]
-    cursor = encode_cursor(last_of_previous_page["created_at"], last_of_previous_page["pk"])
+
+    def page_path(page: int) -> str:
+        last_of_previous_page = requests.values("created_at", "pk")[(page - 1) * PAGE_SIZE - 1]
+        cursor = encode_cursor(last_of_previous_page["created_at"], last_of_previous_page["pk"])
+        return f"/v1/approvals?limit={PAGE_SIZE}&cursor={cursor}"
+
     review_ids = list(
         ApprovalRequest.objects.filter(org_id=reviewer.org_id, status=Status.PENDING)
         .order_by("created_at", "id")
@@ -47,7 +51,8 @@ def main() -> None:
                 "reader_token": str(RefreshToken.for_user(reader).access_token),
                 "reviewer_token": str(RefreshToken.for_user(reviewer).access_token),
                 "requestor_token": str(RefreshToken.for_user(requestor).access_token),
-                "deep_page_path": f"/v1/approvals?limit={PAGE_SIZE}&cursor={cursor}",
+                "second_page_path": page_path(2),
+                "deep_page_path": page_path(PAGE),
                 "get_ids": [str(pk) for pk in requests.values_list("pk", flat=True)[:1000]],
                 "review_ids": [str(pk) for pk in review_ids],
                 "create_body": {

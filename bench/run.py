@@ -210,6 +210,14 @@ def scenarios(prepared: dict) -> list[dict]:
             "paths": ["/v1/approvals?limit=50"],
         },
         {
+            # Page 2 by cursor beside page 2,000 by cursor: what depth costs, the cursor's own
+            # handling (decoding it, one more condition) being the same for both.
+            "name": "list_second",
+            "label": "list, all statuses, 50/page, page 2 (cursor)",
+            "token": reader,
+            "paths": [prepared["second_page_path"]],
+        },
+        {
             "name": "list_deep",
             "label": "list, all statuses, 50/page, page 2,000",
             "token": reader,
