@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 
 from approvals.filters import ApprovalRequestFilter
@@ -81,14 +81,21 @@ class ApprovalRequestViewSet(
         )
         return self.detail_response(approval.pk, status.HTTP_201_CREATED)
 
-    def transition_input(self, serializer_class, data) -> tuple[ApprovalRequest, dict]:
+    def transition_input(
+        self, serializer_class, *, body_optional: bool = False
+    ) -> tuple[ApprovalRequest, dict]:
         """The request a transition acts on, and the transition's validated body.
 
         The transition reads the request again under lock and answers 404 for an unknown id
         or another organization's request, so a valid body goes straight to it, with an
-        instance that holds only the id. An invalid body still gets 404 before 400 (the SPEC's
-        order): the request is read first."""
-        body = serializer_class(data=data)
+        instance that holds only the id. A body that cannot be read or is invalid still gets
+        404 before its 400 or 415 (the SPEC's order): the request is read first."""
+        try:
+            data = self.request.data
+        except APIException:
+            self.get_object()
+            raise
+        body = serializer_class(data=(data or {}) if body_optional else data)
         if not body.is_valid():
             self.get_object()
             raise ValidationError(body.errors)
@@ -97,7 +104,7 @@ class ApprovalRequestViewSet(
     @extend_schema(request=ReviewInputSerializer, responses={200: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])
     def review(self, request, pk=None):
-        approval, data = self.transition_input(ReviewInputSerializer, request.data)
+        approval, data = self.transition_input(ReviewInputSerializer)
         if data["action"] == ReviewAction.APPROVE:
             approval.approve(
                 by=request.user, note=data["note"], ignore_conflicts=data["ignore_conflicts"]
@@ -109,7 +116,7 @@ class ApprovalRequestViewSet(
     @extend_schema(request=CancelInputSerializer, responses={200: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        approval, data = self.transition_input(CancelInputSerializer, request.data or {})
+        approval, data = self.transition_input(CancelInputSerializer, body_optional=True)
         approval.cancel(by=request.user, note=data["note"])
         return self.detail_response(approval.pk)
 

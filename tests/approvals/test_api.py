@@ -321,6 +321,29 @@ class TestReview:
         response = api(admin).post(f"/v1/approvals/{uuid.uuid4()}/review", {}, format="json")
         assert response.status_code == 404
 
+    @pytest.mark.parametrize(
+        ("body", "content_type", "status_for_a_known_id"),
+        [("not json", "application/json", 400), ("action=approve", "text/plain", 415)],
+    )
+    @pytest.mark.parametrize("action", ["review", "cancel"])
+    def test_check_order_404_before_an_unreadable_body(
+        self, api, acme, developer, admin, body, content_type, status_for_a_known_id, action
+    ):
+        client = api(admin)
+        unknown = client.generic(
+            "POST", f"/v1/approvals/{uuid.uuid4()}/{action}", body, content_type=content_type
+        )
+        assert unknown.status_code == 404
+        assert unknown.json()["error"] == "approval request not found"
+
+        request = propose(acme, developer)
+        known = client.generic(
+            "POST", f"/v1/approvals/{request.pk}/{action}", body, content_type=content_type
+        )
+        assert known.status_code == status_for_a_known_id
+        request.refresh_from_db()
+        assert request.status == "pending"
+
     @pytest.mark.parametrize("approval_id", [uuid.uuid4(), "not-a-uuid", "1%00"])
     @pytest.mark.parametrize("action", ["review", "cancel"])
     def test_valid_body_for_an_unknown_id_is_404(self, api, acme, admin, approval_id, action):
