@@ -13,19 +13,8 @@ from approvals.serializers import (
     ReviewInputSerializer,
 )
 from flags.models import Environment, Flag, Project
-from flagship import permissions, sql
-from flagship.errors import NotFound
+from flagship import permissions
 from flagship.lookups import get_or_404
-
-
-def project_row_or_404(model, what: str, row_id, user):
-    """The flag or environment `row_id` of the user's organization, with its project, in one
-    statement without the ORM's query building; NotFound alike for an unknown id and for
-    another organization's."""
-    rows = sql.select(model, related=("project",), id=row_id)
-    if not rows or rows[0].project.org_id != user.org_id:
-        raise NotFound(f"{what} not found")
-    return rows[0]
 
 
 class ApprovalRequestViewSet(
@@ -68,8 +57,16 @@ class ApprovalRequestViewSet(
         body = ApprovalCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        flag = project_row_or_404(Flag, "flag", data["flag_id"], request.user)
-        environment = project_row_or_404(Environment, "environment", data["env_id"], request.user)
+        flag = get_or_404(
+            Flag.objects.visible_to(request.user).select_related("project"),
+            "flag",
+            pk=data["flag_id"],
+        )
+        environment = get_or_404(
+            Environment.objects.visible_to(request.user).select_related("project"),
+            "environment",
+            pk=data["env_id"],
+        )
         approval = ApprovalRequest.propose(
             flag=flag,
             environment=environment,
