@@ -589,11 +589,7 @@ class ApprovalRequest(models.Model):
                 fields={"execution_date": ["Must be in the future."]},
             )
         with transaction.atomic(), sql.writes_together():
-            states = sql.select(FlagState, flag=flag.pk, environment=environment.pk)
-            if states:
-                (state,) = states
-            else:  # see _lock_state
-                state, _ = FlagState.objects.get_or_create(flag=flag, environment=environment)
+            state = FlagState.objects.of(flag.pk, environment.pk)
             request = cls(
                 org_id=flag.project.org_id,
                 project_id=flag.project_id,
@@ -679,7 +675,7 @@ class ApprovalRequest(models.Model):
         with transaction.atomic(), sql.writes_together():
             locked = self._lock(by)
             locked._check_reviewable_by(by)
-            state = locked._lock_state()
+            state = FlagState.objects.of(locked.flag_id, locked.environment_id, lock=True)
             conflicts = locked.conflicts_with(state)
             if conflicts and not ignore_conflicts:
                 raise StateConflict(
@@ -760,7 +756,7 @@ class ApprovalRequest(models.Model):
             due = locked.execution_date is None or locked.execution_date <= now
             if locked.status != Status.APPROVED or not due:
                 return False
-            state = locked._lock_state()
+            state = FlagState.objects.of(locked.flag_id, locked.environment_id, lock=True)
             conflicts = locked.conflicts_with(state)
             before = locked.audit_snapshot()
             if conflicts:
@@ -805,16 +801,6 @@ class ApprovalRequest(models.Model):
         if locked is None:
             raise NotFound("approval request not found")
         return locked
-
-    def _lock_state(self) -> FlagState:
-        state = sql.lock_one(FlagState, flag=self.flag_id, environment=self.environment_id)
-        if state is None:
-            # Every flag gets a state per environment when either is created; this covers a
-            # state that went missing all the same.
-            state, _ = FlagState.objects.select_for_update().get_or_create(
-                flag_id=self.flag_id, environment_id=self.environment_id
-            )
-        return state
 
     def _audit(self, action: str, *, actor, before=None, **metadata) -> None:
         record_all([self._audit_entry(action, actor=actor, before=before, **metadata)])

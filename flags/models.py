@@ -220,6 +220,22 @@ class Flag(AuditedModel, models.Model):
 class FlagStateQuerySet(OrgScopedQuerySet):
     org_lookup = "flag__project__org"
 
+    def of(self, flag_id, environment_id, *, lock: bool = False) -> "FlagState":
+        """The flag's state in the environment, locked until the transaction ends when `lock`.
+        Read through `flagship.sql`: every proposal and approval reads it. Every flag gets a
+        state per environment when either is created; one that went missing all the same is
+        created here."""
+        key = {"flag": flag_id, "environment": environment_id}
+        state = (
+            sql.lock_one(FlagState, **key)
+            if lock
+            else next(iter(sql.select(FlagState, **key)), None)
+        )
+        if state is None:
+            states = self.select_for_update() if lock else self
+            state, _ = states.get_or_create(flag_id=flag_id, environment_id=environment_id)
+        return state
+
 
 class FlagState(models.Model):
     """A flag's configuration in one environment. `version` rises by one on every write."""

@@ -322,3 +322,10 @@ def test_approving_recreates_a_flag_state_that_went_missing(acme, developer, adm
     request.approve(by=admin)
     assert request.status == Status.APPLIED
     assert production_state(acme).enabled is True
+
+
+def test_proposing_recreates_a_flag_state_that_went_missing(acme, developer):
+    production_state(acme).delete()
+    request = propose(acme, developer)
+    assert request.base_state == {"enabled": False}
+    assert production_state(acme).version == request.base_version == 1
