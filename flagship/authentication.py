@@ -85,12 +85,7 @@ def active_member(user_id) -> User | None:
     row = first_read(query, [User._meta.pk.get_db_prep_value(user_id, connection)])
     if row is None:
         return None
-    instances, start = [], 0
-    for model, converters in readers:
-        values = row[start : start + len(converters)]
-        instances.append(model.from_db(connection.alias, None, sql.convert_row(values, converters)))
-        start += len(converters)
-    user, membership, org = instances
+    user, membership, org = sql.instances_from(row, readers)
     # What select_related() would have cached: user.membership, membership.user, membership.org.
     User._meta.get_field("membership").set_cached_value(user, membership)
     Membership._meta.get_field("user").set_cached_value(membership, user)

@@ -75,11 +75,20 @@ def model_converters(model) -> list[Callable | None]:
     return [converter(field) for field in model._meta.concrete_fields]
 
 
-def convert_row(values, converters) -> list:
-    return [
-        value if convert is None else convert(value)
-        for value, convert in zip(values, converters, strict=True)
-    ]
+def instances_from(result, readers) -> list:
+    """One model instance per (model, converters) reader, from a result row that holds each
+    reader's columns (in `columns` order) one after another."""
+    instances, start = [], 0
+    for model, converters in readers:
+        values = [
+            value if convert is None else convert(value)
+            for value, convert in zip(
+                result[start : start + len(converters)], converters, strict=True
+            )
+        ]
+        instances.append(model.from_db(connection.alias, None, values))
+        start += len(converters)
+    return instances
 
 
 # A UUID column as the API writes ids: 36 characters, 8-4-4-4-12 lowercase hex. PostgreSQL has
@@ -268,15 +277,15 @@ def _run_in_one_statement(held: list[_Write]) -> None:
 @dataclass(frozen=True)
 class _RowStatement:
     text: str
-    # (model, the foreign key it is reached by or None for the row itself, its converters)
-    parts: list
+    readers: list  # (model, its converters): the row's model, then each related one
+    foreign_keys: list  # the foreign key each related row is reached by
 
 
 @cache
 def _row_statement(model, where: tuple[str, ...], related: tuple[str, ...], lock: bool, vendor):
     qn = connection.ops.quote_name
     selected = columns(model, "row")
-    joins, parts = [], [(model, None, model_converters(model))]
+    joins, readers, foreign_keys = [], [(model, model_converters(model))], []
     for name in related:
         foreign_key = model._meta.get_field(name)
         target = foreign_key.related_model
@@ -285,7 +294,8 @@ def _row_statement(model, where: tuple[str, ...], related: tuple[str, ...], lock
             f"INNER JOIN {table(target, name)} ON {qn(name)}.{qn(target._meta.pk.column)} = "
             f'"row".{qn(foreign_key.column)}'
         )
-        parts.append((target, foreign_key, model_converters(target)))
+        readers.append((target, model_converters(target)))
+        foreign_keys.append(foreign_key)
     conditions = " AND ".join(
         f'"row".{qn(model._meta.get_field(name).column)} = %s' for name in where
     )
@@ -295,7 +305,7 @@ def _row_statement(model, where: tuple[str, ...], related: tuple[str, ...], lock
     )
     if lock and connection.features.has_select_for_update:
         text += ' FOR UPDATE OF "row"'
-    return _RowStatement(text, parts)
+    return _RowStatement(text, readers, foreign_keys)
 
 
 def _fetch(model, conditions: dict, related: tuple[str, ...], lock: bool) -> list:
@@ -309,16 +319,10 @@ def _fetch(model, conditions: dict, related: tuple[str, ...], lock: bool) -> lis
         results = cursor.fetchall()
     rows = []
     for result in results:
-        instances, start = [], 0
-        for part_model, _, converters in statement.parts:
-            values = convert_row(result[start : start + len(converters)], converters)
-            instances.append(part_model.from_db(connection.alias, None, values))
-            start += len(converters)
-        for (_, foreign_key, _), related_row in zip(
-            statement.parts[1:], instances[1:], strict=True
-        ):
-            foreign_key.set_cached_value(instances[0], related_row)
-        rows.append(instances[0])
+        row, *related_rows = instances_from(result, statement.readers)
+        for foreign_key, related_row in zip(statement.foreign_keys, related_rows, strict=True):
+            foreign_key.set_cached_value(row, related_row)
+        rows.append(row)
     return rows
 
 
