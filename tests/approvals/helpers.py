@@ -1,4 +1,5 @@
 from approvals.models import ApprovalRequest, ChangeType
+from flags.models import FlagState
 
 
 def propose(workspace, requestor, *, environment=None, change_type=ChangeType.ENABLE, **fields):
@@ -46,3 +47,7 @@ def send_queued_emails() -> int:
     while send_next_due() is not None:
         taken += 1
     return taken
+
+
+def production_state(workspace) -> FlagState:
+    return FlagState.objects.get(flag=workspace.flag, environment=workspace.production)

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from flags.models import Flag, FlagType
-from tests.approvals.helpers import propose_many
+from tests.approvals.helpers import create_body, propose_many
 
 
 def queries_for(client, url: str, expected_rows: int) -> int:
@@ -171,12 +171,7 @@ def test_review_and_apply_runs_a_fixed_set_of_statements(acme, developer, admin,
 
 @pytest.mark.django_db
 def test_create_runs_a_fixed_set_of_statements(acme, developer, api):
-    body = {
-        "flag_id": str(acme.flag.pk),
-        "env_id": str(acme.production.pk),
-        "change_type": "enable",
-    }
-
+    body = create_body(acme)
     client = api(developer)
 
     with CaptureQueriesContext(connection) as captured:

@@ -7,13 +7,8 @@ from django.utils import timezone
 
 from approvals.models import ALLOWED_TRANSITIONS, ApprovalRequest, ChangeType, Review, Status
 from audit.models import AuditEntry
-from flags.models import FlagState
 from flagship.errors import InvalidInput, NotFound, NotPermitted, StateConflict
-from tests.approvals.helpers import propose
-
-
-def production_state(workspace) -> FlagState:
-    return FlagState.objects.get(flag=workspace.flag, environment=workspace.production)
+from tests.approvals.helpers import production_state, propose
 
 
 class TestPropose:

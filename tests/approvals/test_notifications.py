@@ -82,6 +82,7 @@ def test_no_email_when_the_change_rolls_back(acme, owner, developer, mailoutbox)
         propose(acme, developer)
         raise RuntimeError("something after the proposal fails")
 
+    assert not QueuedEmail.objects.exists()
     assert send_queued_emails() == 0
     assert mailoutbox == []
     assert not ApprovalRequest.objects.exists()

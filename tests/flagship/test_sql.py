@@ -11,7 +11,7 @@ from django.db.transaction import TransactionManagementError
 from approvals.models import ApprovalRequest, QueuedEmail, StatusTotal
 from flags.models import FlagState
 from flagship import sql
-from tests.approvals.helpers import propose
+from tests.approvals.helpers import production_state, propose
 
 
 def field_values(instance) -> dict:
@@ -21,10 +21,6 @@ def field_values(instance) -> dict:
 @pytest.fixture
 def request_(acme, developer) -> ApprovalRequest:
     return propose(acme, developer)
-
-
-def production_state(acme) -> FlagState:
-    return FlagState.objects.get(flag=acme.flag, environment=acme.production)
 
 
 def test_insert_writes_every_row_in_one_statement_as_the_orm_reads_it_back(
@@ -225,12 +221,16 @@ class TestWritesTogether:
         with django_assert_num_queries(1):  # and the next write runs at once
             sql.update(state, ["enabled"])
 
-    def test_an_update_of_a_row_that_is_gone_raises_as_the_block_ends(self, acme, request_):
+    def test_an_update_of_a_row_that_is_gone_raises_as_the_block_ends(
+        self, acme, request_, django_assert_num_queries
+    ):
         missing = FlagState(id=uuid.uuid4(), flag=acme.flag, environment=acme.production)
+        # Contexts exit in reverse: nothing runs inside the block; the error comes as it ends.
         with (
             pytest.raises(DatabaseError, match=f"FlagState {missing.pk} was not updated"),
             transaction.atomic(),
             sql.writes_together(),
+            django_assert_num_queries(0),
         ):
             sql.insert([QueuedEmail(approval_request=request_, event="approved")])
             sql.update(missing, ["enabled"])
