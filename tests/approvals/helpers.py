@@ -49,5 +49,11 @@ def send_queued_emails() -> int:
     return taken
 
 
+def send_and_forget_queued_emails(mailoutbox) -> None:
+    """Sends what is queued so far and empties the outbox, so a test sees only what follows."""
+    send_queued_emails()
+    mailoutbox.clear()
+
+
 def production_state(workspace) -> FlagState:
     return FlagState.objects.get(flag=workspace.flag, environment=workspace.production)

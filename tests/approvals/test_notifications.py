@@ -13,7 +13,11 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, ChangeType, QueuedEmail, Status
 from conftest import add_member
 from flagship.models import Role
-from tests.approvals.helpers import send_queued_emails
+from tests.approvals.helpers import (
+    create_body,
+    send_and_forget_queued_emails,
+    send_queued_emails,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -34,8 +38,7 @@ def propose(acme, requestor, **fields) -> ApprovalRequest:
 def proposed_and_announced(acme, requestor, mailoutbox, **fields) -> ApprovalRequest:
     """A request whose "review requested" email has gone out, so tests see only what follows."""
     request = propose(acme, requestor, **fields)
-    send_queued_emails()
-    mailoutbox.clear()
+    send_and_forget_queued_emails(mailoutbox)
     return request
 
 
@@ -142,26 +145,24 @@ def test_first_of_two_approvals_does_not_email_the_requestor(
     assert mailoutbox == []
 
 
-def closed_port() -> int:
+@pytest.fixture
+def failing_mail_server(settings):
+    """An SMTP server that refuses every connection: a port on which nothing listens."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_failing_mail_server_does_not_fail_the_review_and_the_email_is_retried(
-    api, acme, admin, developer, settings, caplog, mailoutbox
-):
+        port = sock.getsockname()[1]
     settings.MAILERS = {
         "default": {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": closed_port(), "timeout": 2},
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 2},
         }
     }
-    created = api(developer).post(
-        "/v1/approvals",
-        {"flag_id": str(acme.flag.pk), "env_id": str(acme.production.pk), "change_type": "enable"},
-        format="json",
-    )
+
+
+def test_failing_mail_server_does_not_fail_the_review_and_the_email_is_retried(
+    api, acme, admin, developer, settings, caplog, mailoutbox, failing_mail_server
+):
+    created = api(developer).post("/v1/approvals", create_body(acme), format="json")
     assert created.status_code == 201
     response = api(admin).post(
         f"/v1/approvals/{created.json()['id']}/review", {"action": "approve"}, format="json"
@@ -192,13 +193,9 @@ def test_failing_mail_server_does_not_fail_the_review_and_the_email_is_retried(
     assert not QueuedEmail.objects.exclude(status="sent").exists(), "the created email too"
 
 
-def test_email_fails_for_good_after_the_last_attempt(acme, admin, developer, settings):
-    settings.MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": closed_port(), "timeout": 2},
-        }
-    }
+def test_email_fails_for_good_after_the_last_attempt(
+    acme, admin, developer, settings, failing_mail_server
+):
     settings.EMAIL_MAX_ATTEMPTS = 2
     propose(acme, developer)
 

@@ -8,7 +8,7 @@ from approvals.models import ApprovalRequest, ChangeType, Status
 from approvals.scheduler import apply_next_due
 from audit.models import ActorType, AuditEntry
 from flags.models import FlagState
-from tests.approvals.helpers import send_queued_emails
+from tests.approvals.helpers import send_and_forget_queued_emails, send_queued_emails
 
 
 def scheduled_request(acme, developer, admin, **fields) -> ApprovalRequest:
@@ -93,8 +93,7 @@ def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
     FlagState.objects.filter(flag=acme.flag, environment=acme.production).update(
         percentage_rollout=2500
     )
-    send_queued_emails()
-    mailoutbox.clear()
+    send_and_forget_queued_emails(mailoutbox)
 
     apply_next_due()
     send_queued_emails()
@@ -122,8 +121,7 @@ def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
 def test_requestor_is_emailed_when_the_scheduled_change_applies(acme, developer, admin, mailoutbox):
     request = scheduled_request(acme, developer, admin)
     make_due(request)
-    send_queued_emails()
-    mailoutbox.clear()
+    send_and_forget_queued_emails(mailoutbox)
 
     apply_next_due()
     send_queued_emails()

@@ -73,12 +73,20 @@ def test_queued_emails_are_shown_read_only_for_the_staff_users_organization(
 
     changelist = client.get(reverse("admin:approvals_queuedemail_changelist"))
     add = client.get(reverse("admin:approvals_queuedemail_add"))
+    email = QueuedEmail.objects.get(approval_request=approval)
+    change_url = reverse("admin:approvals_queuedemail_change", args=[email.pk])
+    view = client.get(change_url)
+    edit = client.post(change_url, {"event": "rejected", "status": "sent"})
+    delete = client.post(reverse("admin:approvals_queuedemail_delete", args=[email.pk]))
 
     assert changelist.status_code == 200
     assert [email.approval_request_id for email in changelist.context["cl"].result_list] == [
         approval.pk
     ]
     assert add.status_code == 403
+    assert view.status_code == 200
+    assert (edit.status_code, delete.status_code) == (403, 403)
+    assert QueuedEmail.objects.filter(pk=email.pk, event="created", status="pending").exists()
 
 
 def test_approve_action_applies_the_request_as_the_staff_user(browser_for, acme, owner, propose):
