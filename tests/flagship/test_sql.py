@@ -236,6 +236,32 @@ class TestWritesTogether:
             sql.update(missing, ["enabled"])
         assert not QueuedEmail.objects.filter(event="approved").exists()
 
+    @pytest.mark.skipif(connection.vendor != "postgresql", reason="one statement on PostgreSQL")
+    def test_a_statement_of_many_parameters_runs_as_in_production(self, acme, request_):
+        """Unlogged (as in production), the statement goes with numbered placeholders; here
+        110 parameters and an update whose row count is checked."""
+        assert not connection.queries_logged
+        state = production_state(acme)
+        with transaction.atomic(), sql.writes_together():
+            emails = [QueuedEmail(approval_request=request_, event="approved") for _ in range(10)]
+            sql.insert(emails)
+            state.enabled = True
+            sql.update(state, ["enabled", "updated_at"])
+        assert QueuedEmail.objects.filter(pk__in=[email.pk for email in emails]).count() == 10
+        assert production_state(acme).enabled is True
+
+        missing = FlagState(id=uuid.uuid4(), flag=acme.flag, environment=acme.production)
+        with (
+            pytest.raises(DatabaseError, match=f"FlagState {missing.pk} was not updated"),
+            transaction.atomic(),
+            sql.writes_together(),
+        ):
+            sql.insert(
+                [QueuedEmail(approval_request=request_, event="rejected") for _ in range(10)]
+            )
+            sql.update(missing, ["enabled"])
+        assert not QueuedEmail.objects.filter(event="rejected").exists()
+
     def test_a_nested_block_that_raises_drops_only_its_own_writes(self, acme, request_):
         state = production_state(acme)
         with sql.writes_together():
