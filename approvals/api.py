@@ -5,7 +5,13 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 
 from approvals.filters import ApprovalRequestFilter
-from approvals.models import ApprovalRequest, ReviewAction, StatusTotal, approval_id_or_404
+from approvals.models import (
+    ApprovalRequest,
+    ApprovalRow,
+    ReviewAction,
+    StatusTotal,
+    approval_id_or_404,
+)
 from approvals.serializers import (
     ApprovalCreateSerializer,
     ApprovalRequestSerializer,
@@ -48,9 +54,11 @@ class ApprovalRequestViewSet(
             return queryset.count()
         return StatusTotal.objects.total(self.request.user.org_id, params.get("status"))
 
-    def detail_response(self, approval_id, status_code=status.HTTP_200_OK):
-        approval = ApprovalRequest.objects.api_row(self.request.user.org_id, approval_id)
-        return Response(ApprovalRequestSerializer(approval).data, status=status_code)
+    def changed_response(self, approval, status_code=status.HTTP_200_OK):
+        """The request as the change left it, from what the change read and wrote: the same
+        object a read right after it gives, without the round trip to read it."""
+        row = ApprovalRow.after_change(approval)
+        return Response(ApprovalRequestSerializer(row).data, status=status_code)
 
     @extend_schema(request=ApprovalCreateSerializer, responses={201: ApprovalRequestSerializer})
     def create(self, request):
@@ -76,7 +84,7 @@ class ApprovalRequestViewSet(
             description=data["description"],
             execution_date=data.get("execution_date"),
         )
-        return self.detail_response(approval.pk, status.HTTP_201_CREATED)
+        return self.changed_response(approval, status.HTTP_201_CREATED)
 
     def transition_input(
         self, serializer_class, *, body_optional: bool = False
@@ -108,14 +116,14 @@ class ApprovalRequestViewSet(
             )
         else:
             approval.reject(by=request.user, note=data["note"])
-        return self.detail_response(approval.pk)
+        return self.changed_response(approval)
 
     @extend_schema(request=CancelInputSerializer, responses={200: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         approval, data = self.transition_input(CancelInputSerializer, body_optional=True)
         approval.cancel(by=request.user, note=data["note"])
-        return self.detail_response(approval.pk)
+        return self.changed_response(approval)
 
 
 class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -211,6 +211,17 @@ class ApprovalRow(SimpleNamespace):
     def pk(self):
         return self.id
 
+    @classmethod
+    def after_change(cls, request: "ApprovalRequest") -> "ApprovalRow":
+        """The row `api_row` would read right after the change that left `request` so, built
+        from what that change read and wrote (its columns, flag, `reviews_after_change` and
+        `conflicts_after_change`) instead of read again."""
+        row = cls(**{name: getattr(request, name) for name in LIST_COLUMNS})
+        row.flag_key = request.flag.key
+        row.reviews = request.reviews_after_change
+        row.conflicts = request.conflicts_after_change if request.is_open else []
+        return row
+
 
 LIST_COLUMNS = (
     "id", "org_id", "project_id", "requestor_id", "flag_id", "environment_id", "change_type",
@@ -608,6 +619,8 @@ class ApprovalRequest(models.Model):
             request._count_move(None, request.status)
             request._audit("approval.created", actor=requestor)
             notify.request_created(request)
+        # Its base state is the flag state it was read with: no conflicts yet.
+        request.reviews_after_change, request.conflicts_after_change = [], []
         return request
 
     # ----- reads ------------------------------------------------------------------------------
@@ -674,7 +687,7 @@ class ApprovalRequest(models.Model):
         permissions.REVIEW.require(by)
         with transaction.atomic(), sql.writes_together():
             locked = self._lock(by)
-            locked._check_reviewable_by(by)
+            reviews = locked._check_reviewable_by(by)
             state = FlagState.objects.of(locked.flag_id, locked.environment_id, lock=True)
             conflicts = locked.conflicts_with(state)
             if conflicts and not ignore_conflicts:
@@ -684,7 +697,7 @@ class ApprovalRequest(models.Model):
                     extra={"conflicts": conflicts},
                 )
             now = timezone.now()
-            locked._add_review(by, ReviewAction.APPROVE, note)
+            reviews.append(locked._add_review(by, ReviewAction.APPROVE, note))
             before = locked.audit_snapshot()
             locked.approvals_count += 1
             updated = ["approvals_count", "updated_at"]
@@ -713,21 +726,22 @@ class ApprovalRequest(models.Model):
             elif locked.status == Status.APPROVED:
                 notify.request_approved(locked)
             record_all(entries)
-        self._take_state_of(locked)
+        # Still open (more approvals to come, or scheduled), it conflicts as it did.
+        self._take_state_of(locked, reviews=reviews, conflicts=conflicts)
 
     def reject(self, *, by, note: str = "") -> None:
         permissions.REVIEW.require(by)
         with transaction.atomic(), sql.writes_together():
             locked = self._lock(by)
-            locked._check_reviewable_by(by)
-            locked._add_review(by, ReviewAction.REJECT, note)
+            reviews = locked._check_reviewable_by(by)
+            reviews.append(locked._add_review(by, ReviewAction.REJECT, note))
             before = locked.audit_snapshot()
             locked._move_to(Status.REJECTED)
             locked.reviewer, locked.review_note, locked.reviewed_at = by, note, timezone.now()
             sql.update(locked, ["status", "reviewer", "review_note", "reviewed_at", "updated_at"])
             locked._audit("approval.rejected", actor=by, before=before, note=note)
             notify.request_rejected(locked)
-        self._take_state_of(locked)
+        self._take_state_of(locked, reviews=reviews)
 
     def cancel(self, *, by, note: str = "") -> None:
         permissions.CANCEL.require(by)
@@ -740,7 +754,8 @@ class ApprovalRequest(models.Model):
             locked._move_to(Status.CANCELLED)
             sql.update(locked, ["status", "updated_at"])
             locked._audit("approval.cancelled", actor=by, before=before, note=note)
-        self._take_state_of(locked)
+            reviews = locked._reviews_so_far()
+        self._take_state_of(locked, reviews=reviews)
 
     def apply_when_due(self, *, now=None) -> bool:
         """Applies an approved request whose execution date has passed, as the system.
@@ -787,7 +802,7 @@ class ApprovalRequest(models.Model):
                 record_all([locked._write_payload(state, actor=None)])
                 notify.request_applied(locked)
                 applied = True
-        self._take_state_of(locked)
+        self._take_state_of(locked, reviews=None)
         return applied
 
     # ----- internals --------------------------------------------------------------------------
@@ -817,27 +832,43 @@ class ApprovalRequest(models.Model):
             metadata={"approval_id": str(self.pk), **metadata},
         )
 
-    def _take_state_of(self, locked: "ApprovalRequest") -> None:
+    def _take_state_of(
+        self, locked: "ApprovalRequest", *, reviews: list | None, conflicts: list | None = None
+    ) -> None:
         """Brings this instance up to date with the row a transition just wrote, without
-        reading it again (what refresh_from_db would do)."""
+        reading it again (what refresh_from_db would do), and notes its reviews and conflicts
+        for `ApprovalRow.after_change` (None: not known)."""
         for field in self._meta.concrete_fields:
             setattr(self, field.attname, getattr(locked, field.attname))
         self._state.fields_cache = dict(locked._state.fields_cache)
         self.__dict__.pop("_prefetched_objects_cache", None)
+        self.reviews_after_change, self.conflicts_after_change = reviews, conflicts or []
 
-    def _add_review(self, by, action: str, note: str) -> None:
-        sql.insert([Review(approval_request=self, reviewer=by, action=action, note=note)])
+    def _reviews_so_far(self) -> list["Review"]:
+        """Its reviews, oldest first, read only when it can have any. A review is counted in
+        approvals_count until a scheduled apply that conflicts withdraws it (`apply_when_due`,
+        so only a request with an execution date keeps reviews it does not count), and a
+        rejection closes the request."""
+        if not self.approvals_count and self.execution_date is None:
+            return []
+        return list(self.reviews.order_by("created_at", "id"))
 
-    def _check_reviewable_by(self, by) -> None:
-        """The review checks after the lock, in the SPEC's order: open, not own, not twice."""
+    def _add_review(self, by, action: str, note: str) -> "Review":
+        review = Review(approval_request=self, reviewer=by, action=action, note=note)
+        sql.insert([review])
+        return review
+
+    def _check_reviewable_by(self, by) -> list["Review"]:
+        """The review checks after the lock, in the SPEC's order: open, not own, not twice.
+        Returns the request's reviews so far."""
         if self.status != Status.PENDING:
             raise StateConflict(NOT_PENDING)
         if self.requestor_id == by.pk:
             raise NotPermitted(OWN_REQUEST)
-        # A pending request's current reviews are its counted approvals (a rejection closes
-        # it), so with none counted there is nothing to look up.
-        if self.approvals_count and self.reviews.filter(reviewer=by, is_current=True).exists():
+        reviews = self._reviews_so_far()
+        if any(review.reviewer_id == by.pk and review.is_current for review in reviews):
             raise StateConflict("you have already reviewed this request")
+        return reviews
 
     def _move_to(self, status: str) -> None:
         if status not in ALLOWED_TRANSITIONS.get(self.status, ()):
