@@ -686,9 +686,8 @@ class ApprovalRequest(models.Model):
     def approve(self, *, by, note: str = "", ignore_conflicts: bool = False) -> None:
         permissions.REVIEW.require(by)
         with transaction.atomic(), sql.writes_together():
-            locked = self._lock(by)
+            locked, state = self._lock_with_state(by)
             reviews = locked._check_reviewable_by(by)
-            state = FlagState.objects.of(locked.flag_id, locked.environment_id, lock=True)
             conflicts = locked.conflicts_with(state)
             if conflicts and not ignore_conflicts:
                 raise StateConflict(
@@ -767,11 +766,10 @@ class ApprovalRequest(models.Model):
         """
         now = now or timezone.now()
         with transaction.atomic(), sql.writes_together():
-            locked = self._lock()
+            locked, state = self._lock_with_state()
             due = locked.execution_date is None or locked.execution_date <= now
             if locked.status != Status.APPROVED or not due:
                 return False
-            state = FlagState.objects.of(locked.flag_id, locked.environment_id, lock=True)
             conflicts = locked.conflicts_with(state)
             before = locked.audit_snapshot()
             if conflicts:
@@ -811,11 +809,28 @@ class ApprovalRequest(models.Model):
         """Re-reads the row under a lock, with its flag and environment. For a person, a request
         of another organization does not exist (and is not locked), whichever interface they
         came through; nor does one deleted since this instance was read."""
-        conditions = {"id": self.pk} if by is None else {"id": self.pk, "org": by.org_id}
-        locked = sql.lock_one(type(self), related=("flag", "environment"), **conditions)
+        locked = sql.lock_one(type(self), related=("flag", "environment"), **self._key(by))
         if locked is None:
             raise NotFound("approval request not found")
         return locked
+
+    def _lock_with_state(self, by=None) -> tuple["ApprovalRequest", FlagState]:
+        """`_lock`, and the flag state the request changes, locked by the same statement."""
+        locked = sql.lock_with_partner(
+            type(self),
+            FlagState,
+            shared=("flag", "environment"),
+            related=("flag", "environment"),
+            **self._key(by),
+        )
+        if locked is None:
+            # No such request, or its flag state went missing (`of` creates it again).
+            request = self._lock(by)
+            return request, FlagState.objects.of(request.flag_id, request.environment_id, lock=True)
+        return locked
+
+    def _key(self, by=None) -> dict:
+        return {"id": self.pk} if by is None else {"id": self.pk, "org": by.org_id}
 
     def _audit(self, action: str, *, actor, before=None, **metadata) -> None:
         record_all([self._audit_entry(action, actor=actor, before=before, **metadata)])

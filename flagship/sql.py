@@ -313,12 +313,19 @@ def _numbered_placeholder_cursor():
 @dataclass(frozen=True)
 class _RowStatement:
     text: str
-    readers: list  # (model, its converters): the row's model, then each related one
+    readers: list  # (model, its converters): the row's model, each related one, the partner's
     foreign_keys: list  # the foreign key each related row is reached by
 
 
 @cache
-def _row_statement(model, where: tuple[str, ...], related: tuple[str, ...], lock: bool, vendor):
+def _row_statement(
+    model,
+    where: tuple[str, ...],
+    related: tuple[str, ...],
+    lock: bool,
+    vendor,
+    partner: tuple | None = None,
+):
     qn = connection.ops.quote_name
     selected = columns(model, "row")
     joins, readers, foreign_keys = [], [(model, model_converters(model))], []
@@ -332,6 +339,18 @@ def _row_statement(model, where: tuple[str, ...], related: tuple[str, ...], lock
         )
         readers.append((target, model_converters(target)))
         foreign_keys.append(foreign_key)
+    locked = ['"row"']
+    if partner is not None:
+        partner_model, shared = partner
+        selected += columns(partner_model, "partner")
+        matches = " AND ".join(
+            f'"partner".{qn(partner_model._meta.get_field(name).column)} = '
+            f'"row".{qn(model._meta.get_field(name).column)}'
+            for name in shared
+        )
+        joins.append(f"INNER JOIN {table(partner_model, 'partner')} ON {matches}")
+        readers.append((partner_model, model_converters(partner_model)))
+        locked.append('"partner"')
     conditions = " AND ".join(
         f'"row".{qn(model._meta.get_field(name).column)} = %s' for name in where
     )
@@ -340,12 +359,15 @@ def _row_statement(model, where: tuple[str, ...], related: tuple[str, ...], lock
         f"WHERE {conditions}"
     )
     if lock and connection.features.has_select_for_update:
-        text += ' FOR UPDATE OF "row"'
+        text += f" FOR UPDATE OF {', '.join(locked)}"
     return _RowStatement(text, readers, foreign_keys)
 
 
-def _fetch(model, conditions: dict, related: tuple[str, ...], lock: bool) -> list:
-    statement = _row_statement(model, tuple(conditions), related, lock, connection.vendor)
+def _fetch(
+    model, conditions: dict, related: tuple[str, ...], lock: bool, partner: tuple | None = None
+) -> list[list]:
+    """Each matching row as [the row (its related rows set on it), the partner's row]."""
+    statement = _row_statement(model, tuple(conditions), related, lock, connection.vendor, partner)
     params = [
         model._meta.get_field(name).get_db_prep_value(value, connection)
         for name, value in conditions.items()
@@ -355,10 +377,10 @@ def _fetch(model, conditions: dict, related: tuple[str, ...], lock: bool) -> lis
         results = cursor.fetchall()
     rows = []
     for result in results:
-        row, *related_rows = instances_from(result, statement.readers)
-        for foreign_key, related_row in zip(statement.foreign_keys, related_rows, strict=True):
+        row, *others = instances_from(result, statement.readers)
+        for foreign_key, related_row in zip(statement.foreign_keys, others, strict=False):
             foreign_key.set_cached_value(row, related_row)
-        rows.append(row)
+        rows.append([row, *others[len(statement.foreign_keys) :]])
     return rows
 
 
@@ -367,10 +389,19 @@ def lock_one(model, *, related: tuple[str, ...] = (), **conditions):
     transaction ends, with the rows of its `related` foreign keys joined in as select_related
     would; None when there is none. Only the row itself is locked."""
     rows = _fetch(model, conditions, related, lock=True)
-    return rows[0] if rows else None
+    return rows[0][0] if rows else None
+
+
+def lock_with_partner(model, partner_model, *, shared: tuple[str, ...], related=(), **conditions):
+    """(row, partner) as `lock_one` finds the row, with the one row of `partner_model` whose
+    `shared` fields equal the row's, both locked by one statement; None when either is
+    missing. PostgreSQL locks them in the order FOR UPDATE OF names them, the row first, as
+    two statements one after the other would."""
+    rows = _fetch(model, conditions, related, lock=True, partner=(partner_model, shared))
+    return tuple(rows[0]) if rows else None
 
 
 def select(model, *, related: tuple[str, ...] = (), **conditions) -> list:
     """The rows whose fields equal `conditions`, in no particular order, with the rows of
     their `related` foreign keys joined in as select_related would."""
-    return _fetch(model, conditions, related, lock=False)
+    return [row for row, *_ in _fetch(model, conditions, related, lock=False)]

@@ -48,14 +48,13 @@ def server(transactional_db, tmp_path):
         running.stop()
 
 
-def backend_waiting_on_lock(watcher, approval_id, timeout=15) -> int:
-    """The pid of the server's backend that is blocked on the approval row."""
+def backend_blocked_by(watcher, holder, timeout=15) -> int:
+    """The pid of the backend that waits for a lock the holder's connection holds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = watcher.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query LIKE %s AND pid <> pg_backend_pid()",
-            ["%approvals_approvalrequest%"],
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            [holder.info.backend_pid],
         ).fetchone()
         if row:
             return row[0]
@@ -88,7 +87,7 @@ def test_review_whose_connection_is_killed_answers_503_writes_nothing_and_retry_
             )
         )
         review.start()
-        victim = backend_waiting_on_lock(watcher, approval.pk)
+        victim = backend_blocked_by(watcher, holder)
         watcher.execute("SELECT pg_terminate_backend(%s)", [victim])
         review.join(timeout=30)
         holder.rollback()

@@ -97,37 +97,75 @@ def test_lock_one_matches_foreign_keys_by_id_and_answers_none_when_nothing_match
         assert sql.lock_one(FlagState, flag=acme.flag.pk, environment=uuid.uuid4()) is None
 
 
+def try_to_lock(model, pk) -> str:
+    """Another connection asks for the row without waiting: "busy" while it is locked."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    outcome = []
+
+    def run():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [pk])
+            outcome.append("locked")
+        except OperationalError:
+            outcome.append("busy")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=10)
+    return outcome[0]
+
+
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_lock_one_holds_the_row_lock_until_the_transaction_ends(acme):
     state = production_state(acme)
-    table = connection.ops.quote_name(FlagState._meta.db_table)
-
-    def try_to_lock() -> str:
-        """Another connection asks for the same row without waiting."""
-        outcome = []
-
-        def run():
-            try:
-                with transaction.atomic(), connection.cursor() as cursor:
-                    cursor.execute(
-                        f"SELECT id FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [state.pk]
-                    )
-                outcome.append("locked")
-            except OperationalError:
-                outcome.append("busy")
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join(timeout=10)
-        return outcome[0]
-
     with transaction.atomic():
         sql.lock_one(FlagState, id=state.pk)
-        assert try_to_lock() == "busy"
-    assert try_to_lock() == "locked"
+        assert try_to_lock(FlagState, state.pk) == "busy"
+    assert try_to_lock(FlagState, state.pk) == "locked"
+
+
+def test_lock_with_partner_reads_both_rows_in_one_statement(
+    acme, request_, django_assert_num_queries
+):
+    expected = ApprovalRequest.objects.select_related("flag").get(pk=request_.pk)
+    with transaction.atomic(), django_assert_num_queries(1):
+        locked, state = sql.lock_with_partner(
+            ApprovalRequest,
+            FlagState,
+            shared=("flag", "environment"),
+            related=("flag",),
+            id=request_.pk,
+        )
+        assert locked.flag.key == expected.flag.key
+    assert field_values(locked) == field_values(expected)
+    assert field_values(state) == field_values(production_state(acme))
+
+    FlagState.objects.filter(pk=state.pk).delete()
+    with transaction.atomic():
+        assert (
+            sql.lock_with_partner(
+                ApprovalRequest, FlagState, shared=("flag", "environment"), id=request_.pk
+            )
+            is None
+        )
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_lock_with_partner_holds_both_row_locks_until_the_transaction_ends(acme, request_):
+    state = production_state(acme)
+    with transaction.atomic():
+        sql.lock_with_partner(
+            ApprovalRequest, FlagState, shared=("flag", "environment"), id=request_.pk
+        )
+        assert try_to_lock(ApprovalRequest, request_.pk) == "busy"
+        assert try_to_lock(FlagState, state.pk) == "busy"
+    assert try_to_lock(ApprovalRequest, request_.pk) == "locked"
+    assert try_to_lock(FlagState, state.pk) == "locked"
 
 
 def test_select_reads_every_matching_row_and_no_other(acme, other_org, owner, outsider):
