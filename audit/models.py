@@ -2,6 +2,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC
+from functools import cache
 from typing import NamedTuple
 
 import pgtrigger
@@ -28,28 +29,57 @@ class AuditEntryQuerySet(OrgScopedQuerySet):
     def chain_of(self, org_id):
         return self.filter(org_id=org_id).order_by("sequence")
 
-    def lock_chain_head(self, org_id) -> "ChainHead":
+    def lock_chain(self, org_id) -> tuple["ChainHead", list["Webhook"]]:
         """The org's newest link, read after locking the org row so that concurrent writers
-        append one after another instead of forking the chain. NO KEY UPDATE does not wait for
-        the key-share locks that inserting rows referencing the org takes.
+        append one after another instead of forking the chain, and the org's active webhooks,
+        read by the statement that takes the lock. NO KEY UPDATE does not wait for the
+        key-share locks that inserting rows referencing the org takes.
 
         Plain SQL: every change runs these two statements, and building them through the ORM
-        cost several times what running them does. The lock must be its own statement: a
-        statement's snapshot is taken before it waits for a lock, so a head read in the same
-        statement could miss the entry the lock holder just committed."""
+        cost several times what running them does. The head is read by a second statement: a
+        statement's snapshot is taken before it waits for a lock, so a head read by the
+        locking statement could miss the entry the lock holder just committed. (The webhooks
+        may be read at that snapshot: their rows are not the chain's.)"""
+        statements = chain_statements(connection.vendor)
         org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
-        org_table = connection.ops.quote_name(Organization._meta.db_table)
-        audit_table = connection.ops.quote_name(self.model._meta.db_table)
-        lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT id FROM {org_table} WHERE id = %s{lock}", [org])
-            cursor.execute(
-                f"SELECT sequence, entry_hash FROM {audit_table} WHERE org_id = %s "
-                "ORDER BY sequence DESC LIMIT 1",
-                [org],
-            )
+            cursor.execute(statements.lock, [org])
+            webhook_rows = cursor.fetchall()
+            cursor.execute(statements.head, [org])
             row = cursor.fetchone()
-        return ChainHead(*row) if row else ChainHead(0, "")
+        webhooks = [
+            sql.instances_from(result, statements.webhook_readers)[0]
+            for result in webhook_rows
+            if result[0] is not None  # the org row alone: no active webhook
+        ]
+        return (ChainHead(*row) if row else ChainHead(0, "")), webhooks
+
+
+class ChainStatements(NamedTuple):
+    lock: str
+    head: str
+    webhook_readers: list
+
+
+@cache
+def chain_statements(vendor: str) -> ChainStatements:
+    """`lock_chain`'s statements, built once per process; `vendor` keys the cache."""
+    qn = connection.ops.quote_name
+    lock = ' FOR NO KEY UPDATE OF "org"' if connection.features.has_select_for_update else ""
+    webhook_columns = ", ".join(sql.columns(Webhook, "webhook"))
+    return ChainStatements(
+        lock=(
+            f"SELECT {webhook_columns} FROM {sql.table(Organization, 'org')} "
+            f"LEFT OUTER JOIN {sql.table(Webhook, 'webhook')} "
+            'ON "webhook"."org_id" = "org"."id" AND "webhook"."is_active" '
+            f'WHERE "org"."id" = %s{lock}'
+        ),
+        head=(
+            f"SELECT sequence, entry_hash FROM {qn(AuditEntry._meta.db_table)} "
+            "WHERE org_id = %s ORDER BY sequence DESC LIMIT 1"
+        ),
+        webhook_readers=[(Webhook, sql.model_converters(Webhook))],
+    )
 
 
 class ChainHead(NamedTuple):
@@ -209,26 +239,23 @@ def record_all(entries: list[AuditEntry]) -> None:
     """Writes entries of one org, in this order, inside the transaction that makes the change.
 
     A change that writes several entries (an approval that applies the flag state) locks the
-    org's chain, reads its head and looks up webhooks once for all of them, and inserts them
-    in one INSERT (held back, inside `sql.writes_together`, until the block's writes run)."""
+    org's chain, reads its head and its webhooks once for all of them, and inserts them in one
+    INSERT (held back, inside `sql.writes_together`, until the block's writes run). The audit
+    log is the webhooks' event stream: the deliveries commit or roll back with it."""
     (org_id,) = {entry.org_id for entry in entries}
     held = sql.held_writes()
     # Entries still held are the chain's newest: the database's head does not show them yet.
-    held_head_key = ("audit chain head", org_id)
+    held_chain_key = ("audit chain", org_id)
     with transaction.atomic(savepoint=False):
-        # The audit log is the webhooks' event stream: the deliveries commit or roll back with
-        # it. They are found before the chain is locked, to hold that lock for less time.
-        deliveries = WebhookDelivery.for_entries(entries)
-        head = held.memo.get(held_head_key) if held is not None else None
-        if head is None:
-            head = AuditEntry.objects.lock_chain_head(org_id)
+        chain = held.memo.get(held_chain_key) if held is not None else None
+        head, webhooks = chain or AuditEntry.objects.lock_chain(org_id)
         for entry in entries:
             entry.append_to_chain(head)
             head = entry
         sql.insert(entries)
-        sql.insert(deliveries)
+        sql.insert(WebhookDelivery.for_entries(entries, webhooks))
         if held is not None:
-            held.memo[held_head_key] = head
+            held.memo[held_chain_key] = (head, webhooks)
 
 
 # ----- outbound webhooks -----------------------------------------------------------------------
@@ -341,10 +368,9 @@ class WebhookDelivery(outbox.OutboxItem):
         return f"{self.event_type} to {self.webhook_id} ({self.status})"
 
     @classmethod
-    def for_entries(cls, entries: list[AuditEntry]) -> list["WebhookDelivery"]:
-        """The unsaved deliveries of entries (all of one org): one per entry and active webhook
-        of the org subscribed to its action. One query."""
-        webhooks = sql.select(Webhook, org=entries[0].org_id, is_active=True)
+    def for_entries(cls, entries: list[AuditEntry], webhooks) -> list["WebhookDelivery"]:
+        """The unsaved deliveries of entries: one per entry and webhook (the active webhooks of
+        the entries' org) subscribed to its action."""
         return [
             cls(
                 webhook=webhook,

@@ -98,12 +98,22 @@ def test_deliveries_roll_back_with_the_change(acme, admin):
     assert not AuditEntry.objects.filter(action="flag_state.updated").exists()
 
 
-def test_recording_costs_one_extra_query_when_org_has_no_webhooks(
-    acme, admin, django_assert_num_queries
+def test_recording_looks_up_webhooks_with_the_chain_lock(
+    acme, other_org, django_assert_num_queries
 ):
-    # Lock the org's chain, read the chain's last link, insert the entry, look for webhooks.
-    with django_assert_num_queries(4):
+    # Lock the org's chain (its webhooks read by the same statement), read the chain's last
+    # link, insert the entry.
+    with django_assert_num_queries(3):
         record(org_id=acme.org.pk, actor=None, action="flag.touched", resource=acme.flag)
+
+    active = make_webhook(acme.org)
+    make_webhook(acme.org, is_active=False)
+    make_webhook(other_org.org)
+    with django_assert_num_queries(4):  # and its deliveries
+        entry = record(org_id=acme.org.pk, actor=None, action="flag.touched", resource=acme.flag)
+    assert list(WebhookDelivery.objects.values_list("webhook", "event_id")) == [
+        (active.pk, entry.pk)
+    ]
 
 
 def test_worker_sends_signed_delivery(acme, admin, receiver, allow_local_targets):
