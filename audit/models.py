@@ -14,7 +14,7 @@ from django.utils import timezone
 from audit.context import current_request_metadata
 from audit.mixins import AuditedModel
 from flagship import outbox, permissions, sql
-from flagship.models import Organization, OrgScopedQuerySet
+from flagship.models import OrgScopedQuerySet
 
 
 class ActorType(models.TextChoices):
@@ -31,33 +31,33 @@ class AuditEntryQuerySet(OrgScopedQuerySet):
 
     def lock_chain(self, org_id) -> tuple["ChainHead", list["Webhook"]]:
         """The org's newest link, read after locking the org row so that concurrent writers
-        append one after another instead of forking the chain, and the org's active webhooks,
-        read by the statement that takes the lock. NO KEY UPDATE does not wait for the
-        key-share locks that inserting rows referencing the org takes.
+        append one after another instead of forking the chain, and the org's active webhooks.
+        NO KEY UPDATE does not wait for the key-share locks that inserting rows referencing
+        the org takes.
 
-        Plain SQL: every change runs these two statements, and building them through the ORM
-        cost several times what running them does. The head is read by a second statement: a
-        statement's snapshot is taken before it waits for a lock, so a head read by the
-        locking statement could miss the entry the lock holder just committed. (The webhooks
-        may be read at that snapshot: their rows are not the chain's.)"""
+        A statement's snapshot is taken before it waits for a lock, so a head read by the
+        statement that locks could miss the entry the lock holder just committed: the head is
+        read by a statement of its own, after the lock. On PostgreSQL both run inside the
+        function `audit_lock_chain` (migration 0007), one round trip for every change; the
+        webhooks are read by the statement that calls it (their rows are not the chain's).
+        Plain SQL: building these statements through the ORM cost several times what running
+        them does."""
         statements = chain_statements(connection.vendor)
         org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
         with connection.cursor() as cursor:
-            cursor.execute(statements.lock, [org])
-            webhook_rows = cursor.fetchall()
-            cursor.execute(statements.head, [org])
-            row = cursor.fetchone()
+            cursor.execute(statements.head, [org, org])
+            rows = cursor.fetchall()
+        sequence, entry_hash = rows[0][:2]
         webhooks = [
-            sql.instances_from(result, statements.webhook_readers)[0]
-            for result in webhook_rows
-            if result[0] is not None  # the org row alone: no active webhook
+            sql.instances_from(row[2:], statements.webhook_readers)[0]
+            for row in rows
+            if row[2] is not None  # no active webhook: one row, of the head alone
         ]
-        return (ChainHead(*row) if row else ChainHead(0, "")), webhooks
+        return ChainHead(sequence or 0, entry_hash or ""), webhooks
 
 
 class ChainStatements(NamedTuple):
-    lock: str
-    head: str
+    head: str  # the head with each active webhook: one row per webhook, or one without
     webhook_readers: list
 
 
@@ -65,20 +65,31 @@ class ChainStatements(NamedTuple):
 def chain_statements(vendor: str) -> ChainStatements:
     """`lock_chain`'s statements, built once per process; `vendor` keys the cache."""
     qn = connection.ops.quote_name
-    lock = ' FOR NO KEY UPDATE OF "org"' if connection.features.has_select_for_update else ""
+    webhooks = (
+        f"LEFT OUTER JOIN {sql.table(Webhook, 'webhook')} "
+        'ON "webhook"."org_id" = %s AND "webhook"."is_active"'
+    )
     webhook_columns = ", ".join(sql.columns(Webhook, "webhook"))
+    readers = [(Webhook, sql.model_converters(Webhook))]
+    if vendor == "postgresql":
+        return ChainStatements(
+            head=(
+                f'SELECT "head"."sequence", "head"."entry_hash", {webhook_columns} '
+                f'FROM audit_lock_chain(%s) "head" {webhooks}'
+            ),
+            webhook_readers=readers,
+        )
+    # SQLite has no row locks: a transaction that writes holds the whole database.
+    table = qn(AuditEntry._meta.db_table)
+    newest = (
+        f"SELECT sequence, entry_hash FROM {table} WHERE org_id = %s ORDER BY sequence DESC LIMIT 1"
+    )
     return ChainStatements(
-        lock=(
-            f"SELECT {webhook_columns} FROM {sql.table(Organization, 'org')} "
-            f"LEFT OUTER JOIN {sql.table(Webhook, 'webhook')} "
-            'ON "webhook"."org_id" = "org"."id" AND "webhook"."is_active" '
-            f'WHERE "org"."id" = %s{lock}'
-        ),
         head=(
-            f"SELECT sequence, entry_hash FROM {qn(AuditEntry._meta.db_table)} "
-            "WHERE org_id = %s ORDER BY sequence DESC LIMIT 1"
+            f'SELECT "head"."sequence", "head"."entry_hash", {webhook_columns} '
+            f'FROM (SELECT 1) "one" LEFT OUTER JOIN ({newest}) "head" ON 1 = 1 {webhooks}'
         ),
-        webhook_readers=[(Webhook, sql.model_converters(Webhook))],
+        webhook_readers=readers,
     )
 
 
