@@ -279,8 +279,11 @@ def bulk_load() -> None:
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE bench_targets")
         started = time.monotonic()
-        cursor.execute("ANALYZE")
-    log(f"analyze in {time.monotonic() - started:.1f}s")
+        # VACUUM too: it sets the fresh rows' hint bits and visibility map, as they are on a
+        # database in service. Otherwise the first scenario measured pays for setting them,
+        # and autovacuum runs on the loaded tables during the measurement.
+        cursor.execute("VACUUM (ANALYZE)")
+    log(f"vacuum and analyze in {time.monotonic() - started:.1f}s")
 
 
 # The tables the bulk load fills, whose indexes are built once afterwards.
