@@ -1,3 +1,7 @@
+from datetime import timedelta
+
+from django.utils import timezone
+
 from approvals.models import ApprovalRequest, ChangeType
 from flags.models import FlagState
 
@@ -57,3 +61,15 @@ def send_and_forget_queued_emails(mailoutbox) -> None:
 
 def production_state(workspace) -> FlagState:
     return FlagState.objects.get(flag=workspace.flag, environment=workspace.production)
+
+
+def review(api, user, request, **body):
+    """`user` reviews the request through the API; `body` is the review's JSON."""
+    return api(user).post(f"/v1/approvals/{request.pk}/review", body, format="json")
+
+
+def make_due(request) -> None:
+    """Moves a scheduled request's execution date just into the past."""
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        execution_date=timezone.now() - timedelta(seconds=1)
+    )

@@ -9,13 +9,9 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, ChangeType, Status
 from audit.models import AuditEntry
 from flags.models import Flag, FlagState
-from tests.approvals.helpers import create_body, propose
+from tests.approvals.helpers import create_body, propose, review
 
 pytestmark = pytest.mark.django_db
-
-
-def review(api, user, request, **body):
-    return api(user).post(f"/v1/approvals/{request.pk}/review", body, format="json")
 
 
 class TestCreate:

@@ -8,7 +8,7 @@ from django.utils import timezone
 from approvals.models import ChangeType
 from approvals.scheduler import apply_next_due
 from flags.models import FlagState
-from tests.approvals.helpers import create_body, propose
+from tests.approvals.helpers import create_body, make_due, propose, review
 
 
 def answered_as_read(api, user, response, status_code=200) -> dict:
@@ -19,10 +19,6 @@ def answered_as_read(api, user, response, status_code=200) -> dict:
     assert read.status_code == 200
     assert body == read.json()
     return body
-
-
-def review(api, user, request, **body):
-    return api(user).post(f"/v1/approvals/{request.pk}/review", body, format="json")
 
 
 def cancel(api, user, request):
@@ -114,9 +110,7 @@ def reopened_by_a_scheduled_conflict(api, acme, developer, admin):
     review it no longer counts."""
     request = propose_rollout(acme, developer, execution_date=timezone.now() + timedelta(hours=1))
     review(api, admin, request, action="approve")
-    request.__class__.objects.filter(pk=request.pk).update(
-        execution_date=timezone.now() - timedelta(seconds=1)
-    )
+    make_due(request)
     move_the_rollout(acme, 2500)
     apply_next_due()
     reopened = api(admin).get(f"/v1/approvals/{request.pk}").json()

@@ -8,7 +8,7 @@ from django.utils import timezone
 from approvals.models import ALLOWED_TRANSITIONS, ApprovalRequest, ChangeType, Review, Status
 from audit.models import AuditEntry
 from flagship.errors import InvalidInput, NotFound, NotPermitted, StateConflict
-from tests.approvals.helpers import production_state, propose
+from tests.approvals.helpers import make_due, production_state, propose
 
 
 class TestPropose:
@@ -238,9 +238,7 @@ class TestScheduledApply:
             acme, developer, execution_date=timezone.now() + timedelta(hours=1), **fields
         )
         request.approve(by=admin)
-        ApprovalRequest.objects.filter(pk=request.pk).update(
-            execution_date=timezone.now() - timedelta(seconds=1)
-        )
+        make_due(request)
         return request
 
     def test_due_request_is_applied_by_the_system(self, acme, developer, admin):

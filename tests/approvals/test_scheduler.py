@@ -8,7 +8,12 @@ from approvals.models import ApprovalRequest, ChangeType, Status
 from approvals.scheduler import apply_next_due
 from audit.models import ActorType, AuditEntry
 from flags.models import FlagState
-from tests.approvals.helpers import send_and_forget_queued_emails, send_queued_emails
+from tests.approvals.helpers import (
+    make_due,
+    production_state,
+    send_and_forget_queued_emails,
+    send_queued_emails,
+)
 
 
 def scheduled_request(acme, developer, admin, **fields) -> ApprovalRequest:
@@ -24,16 +29,6 @@ def scheduled_request(acme, developer, admin, **fields) -> ApprovalRequest:
     request.approve(by=admin)
     assert request.status == Status.APPROVED
     return request
-
-
-def make_due(request) -> None:
-    ApprovalRequest.objects.filter(pk=request.pk).update(
-        execution_date=timezone.now() - timedelta(seconds=1)
-    )
-
-
-def production_state(acme) -> FlagState:
-    return FlagState.objects.get(flag=acme.flag, environment=acme.production)
 
 
 def test_due_request_is_applied_by_the_system(acme, developer, admin):

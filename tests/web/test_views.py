@@ -10,6 +10,7 @@ from approvals.models import ApprovalRequest, ChangeType, Status
 from audit.models import AuditEntry
 from conftest import PASSWORD
 from flags.models import Flag, FlagState
+from tests.approvals.helpers import production_state
 
 
 def page_url(approval):
@@ -18,10 +19,6 @@ def page_url(approval):
 
 def action_url(approval, action):
     return reverse(f"approvals:{action}", args=[approval.pk])
-
-
-def production_state(acme):
-    return FlagState.objects.get(flag=acme.flag, environment=acme.production)
 
 
 def before_and_after(response) -> dict:
