@@ -204,8 +204,9 @@ def conflicts_between(payload: dict, base_state: dict, current: dict) -> list[di
 
 
 class ApprovalRow(SimpleNamespace):
-    """An approval request as `for_api_list()` reads it: its columns (ids as strings),
-    `flag_key`, `reviews` (list) and `conflicts`, without model instances."""
+    """An approval request as the API shows it: its columns, `flag_key`, `reviews` (list) and
+    `conflicts`. `for_api_list()` reads them without model instances (ids as strings);
+    `after_change` takes them from a request just changed (ids as UUIDs, Review instances)."""
 
     @property
     def pk(self):
@@ -215,7 +216,9 @@ class ApprovalRow(SimpleNamespace):
     def after_change(cls, request: "ApprovalRequest") -> "ApprovalRow":
         """The row `api_row` would read right after the change that left `request` so, built
         from what that change read and wrote (its columns, flag, `reviews_after_change` and
-        `conflicts_after_change`) instead of read again."""
+        `conflicts_after_change`) instead of read again. Closed requests show no conflicts."""
+        if request.reviews_after_change is None:
+            raise ValueError("after_change takes a request just created, reviewed or cancelled")
         row = cls(**{name: getattr(request, name) for name in LIST_COLUMNS})
         row.flag_key = request.flag.key
         row.reviews = request.reviews_after_change
@@ -398,9 +401,8 @@ class ApprovalRequestQuerySet(OrgScopedQuerySet):
 
     def api_row(self, org_id, approval_id) -> ApprovalRow:
         """One request of the org as `for_api_list()` reads it; NotFound for a malformed or
-        unknown id and for another org's request. It answers every read of one request and
-        follows every change, so its WHERE clause is a constant instead of a queryset to
-        build and compile."""
+        unknown id and for another org's request. It answers every read of one request, so its
+        WHERE clause is a constant instead of a queryset to build and compile."""
         org_field, id_field = (ApprovalRequest._meta.get_field(name) for name in ("org", "id"))
         params = [
             org_field.get_db_prep_value(org_id, connection),
@@ -533,6 +535,11 @@ class ApprovalRequest(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = ApprovalRequestQuerySet.as_manager()
+
+    # What the latest create, review or cancel of this instance read and wrote, for
+    # ApprovalRow.after_change; reviews None until then.
+    reviews_after_change: list | None = None
+    conflicts_after_change: list | tuple = ()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -800,7 +807,7 @@ class ApprovalRequest(models.Model):
                 record_all([locked._write_payload(state, actor=None)])
                 notify.request_applied(locked)
                 applied = True
-        self._take_state_of(locked, reviews=None)
+        self._take_state_of(locked)
         return applied
 
     # ----- internals --------------------------------------------------------------------------
@@ -815,7 +822,9 @@ class ApprovalRequest(models.Model):
         return locked
 
     def _lock_with_state(self, by=None) -> tuple["ApprovalRequest", FlagState]:
-        """`_lock`, and the flag state the request changes, locked by the same statement."""
+        """`_lock`, and the flag state the request changes, locked by the same statement. The
+        state is locked even when the checks after it refuse the change: a round trip saved
+        on every approval costs an approval refused a moment's lock it did not need."""
         locked = sql.lock_with_partner(
             type(self),
             FlagState,
@@ -848,16 +857,16 @@ class ApprovalRequest(models.Model):
         )
 
     def _take_state_of(
-        self, locked: "ApprovalRequest", *, reviews: list | None, conflicts: list | None = None
+        self, locked: "ApprovalRequest", *, reviews: list | None = None, conflicts=()
     ) -> None:
         """Brings this instance up to date with the row a transition just wrote, without
         reading it again (what refresh_from_db would do), and notes its reviews and conflicts
-        for `ApprovalRow.after_change` (None: not known)."""
+        for `ApprovalRow.after_change` (reviews None: not known, as after a scheduled apply)."""
         for field in self._meta.concrete_fields:
             setattr(self, field.attname, getattr(locked, field.attname))
         self._state.fields_cache = dict(locked._state.fields_cache)
         self.__dict__.pop("_prefetched_objects_cache", None)
-        self.reviews_after_change, self.conflicts_after_change = reviews, conflicts or []
+        self.reviews_after_change, self.conflicts_after_change = reviews, list(conflicts)
 
     def _reviews_so_far(self) -> list["Review"]:
         """Its reviews, oldest first, read only when it can have any. A review is counted in

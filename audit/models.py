@@ -79,7 +79,8 @@ def chain_statements(vendor: str) -> ChainStatements:
             ),
             webhook_readers=readers,
         )
-    # SQLite has no row locks: a transaction that writes holds the whole database.
+    # SQLite has no row locks: a transaction that writes holds the whole database. The head
+    # query below is the one audit_lock_chain runs (migration 0007): change them together.
     table = qn(AuditEntry._meta.db_table)
     newest = (
         f"SELECT sequence, entry_hash FROM {table} WHERE org_id = %s ORDER BY sequence DESC LIMIT 1"

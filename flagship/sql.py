@@ -307,7 +307,10 @@ def _numbered_placeholder_cursor():
     """A cursor of the current connection for statements whose placeholders are PostgreSQL's
     ($1, $2...), wrapped as Django wraps its own (execute wrappers, error translation)."""
     connection.ensure_connection()
-    return connection.make_cursor(psycopg.RawCursor(connection.connection))
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        cursor = psycopg.RawCursor(connection.connection)
+    return connection.make_cursor(cursor)
 
 
 @dataclass(frozen=True)
@@ -378,9 +381,11 @@ def _fetch(
     rows = []
     for result in results:
         row, *others = instances_from(result, statement.readers)
-        for foreign_key, related_row in zip(statement.foreign_keys, others, strict=False):
+        related = len(statement.foreign_keys)
+        related_rows, partner = others[:related], others[related:]
+        for foreign_key, related_row in zip(statement.foreign_keys, related_rows, strict=True):
             foreign_key.set_cached_value(row, related_row)
-        rows.append([row, *others[len(statement.foreign_keys) :]])
+        rows.append([row, *partner])
     return rows
 
 

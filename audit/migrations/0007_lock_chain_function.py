@@ -3,6 +3,7 @@ trip to PostgreSQL. See AuditEntryQuerySet.lock_chain."""
 
 from django.db import migrations
 
+# The head query is the one AuditEntryQuerySet.lock_chain runs on SQLite: change them together.
 # VOLATILE: each statement inside takes a fresh snapshot (READ COMMITTED), so the head is read
 # after the lock is granted and shows the entry the previous holder of the lock committed.
 CREATE = """

@@ -3,9 +3,10 @@
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
-from approvals.models import ChangeType
+from approvals.models import ApprovalRequest, ApprovalRow, ChangeType
 from approvals.scheduler import apply_next_due
 from flags.models import FlagState
 from tests.approvals.helpers import create_body, make_due, propose, review
@@ -132,3 +133,11 @@ def test_cancel_a_request_reopened_by_a_scheduled_conflict(api, acme, developer,
     body = answered_as_read(api, developer, cancel(api, developer, request))
     assert body["status"] == "cancelled"
     assert [item["is_current"] for item in body["reviews"]] == [False]
+
+
+def test_a_request_not_just_changed_through_the_api_has_no_row_to_answer_with(acme, developer):
+    """A request read from the database, or applied by the scheduler, does not carry its
+    reviews: building its row from memory is refused rather than answered wrong."""
+    request = propose(acme, developer)
+    with pytest.raises(ValueError, match="just created, reviewed or cancelled"):
+        ApprovalRow.after_change(ApprovalRequest.objects.get(pk=request.pk))
