@@ -73,3 +73,16 @@ def make_due(request) -> None:
     ApprovalRequest.objects.filter(pk=request.pk).update(
         execution_date=timezone.now() - timedelta(seconds=1)
     )
+
+
+def require_two_approvals(workspace) -> None:
+    workspace.production.min_approvals = 2
+    workspace.production.save()
+
+
+def move_the_rollout(workspace, percentage: int) -> None:
+    """Changes the production flag state under pending requests, bypassing protection, as an
+    earlier applied request would."""
+    FlagState.objects.filter(flag=workspace.flag, environment=workspace.production).update(
+        percentage_rollout=percentage
+    )

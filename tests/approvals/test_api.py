@@ -9,7 +9,13 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, ChangeType, Status
 from audit.models import AuditEntry
 from flags.models import Flag, FlagState
-from tests.approvals.helpers import create_body, propose, review
+from tests.approvals.helpers import (
+    create_body,
+    move_the_rollout,
+    propose,
+    require_two_approvals,
+    review,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -370,8 +376,7 @@ class TestReview:
         assert response.json()["error"] == "cannot review your own request"
 
     def test_already_approved_by_you_is_409(self, api, acme, developer, admin):
-        acme.production.min_approvals = 2
-        acme.production.save()
+        require_two_approvals(acme)
         request = propose(acme, developer)
         assert review(api, admin, request, action="approve").status_code == 200
         response = review(api, admin, request, action="approve")
@@ -379,8 +384,7 @@ class TestReview:
         assert "already reviewed" in response.json()["error"]
 
     def test_min_approvals_two(self, api, acme, developer, admin, owner):
-        acme.production.min_approvals = 2
-        acme.production.save()
+        require_two_approvals(acme)
         request = propose(acme, developer)
         first = review(api, admin, request, action="approve").json()
         assert first["status"] == "pending"
@@ -400,9 +404,7 @@ class TestReview:
             change_type=ChangeType.ENABLE_WITH_ROLLOUT,
             payload={"percentage_rollout": 5000},
         )
-        FlagState.objects.filter(flag=acme.flag, environment=acme.production).update(
-            percentage_rollout=2500
-        )
+        move_the_rollout(acme, 2500)
         response = review(api, admin, request, action="approve")
         assert response.status_code == 409
         assert response.json()["conflicts"][0]["field"] == "percentage_rollout"

@@ -8,8 +8,14 @@ from django.utils import timezone
 
 from approvals.models import ApprovalRequest, ApprovalRow, ChangeType
 from approvals.scheduler import apply_next_due
-from flags.models import FlagState
-from tests.approvals.helpers import create_body, make_due, propose, review
+from tests.approvals.helpers import (
+    create_body,
+    make_due,
+    move_the_rollout,
+    propose,
+    require_two_approvals,
+    review,
+)
 
 
 def answered_as_read(api, user, response, status_code=200) -> dict:
@@ -24,18 +30,6 @@ def answered_as_read(api, user, response, status_code=200) -> dict:
 
 def cancel(api, user, request):
     return api(user).post(f"/v1/approvals/{request.pk}/cancel", {}, format="json")
-
-
-def require_two_approvals(acme):
-    acme.production.min_approvals = 2
-    acme.production.save()
-
-
-def move_the_rollout(acme, percentage: int):
-    """Changes the flag state under a pending request, as another applied request would."""
-    FlagState.objects.filter(flag=acme.flag, environment=acme.production).update(
-        percentage_rollout=percentage
-    )
 
 
 def propose_rollout(acme, developer, **fields):

@@ -8,7 +8,7 @@ from django.utils import timezone
 from approvals.models import ALLOWED_TRANSITIONS, ApprovalRequest, ChangeType, Review, Status
 from audit.models import AuditEntry
 from flagship.errors import InvalidInput, NotFound, NotPermitted, StateConflict
-from tests.approvals.helpers import make_due, production_state, propose
+from tests.approvals.helpers import make_due, production_state, propose, require_two_approvals
 
 
 class TestPropose:
@@ -25,8 +25,7 @@ class TestPropose:
         assert request.base_version == production_state(acme).version
 
     def test_required_approvals_come_from_the_environment_at_creation(self, acme, developer):
-        acme.production.min_approvals = 2
-        acme.production.save()
+        require_two_approvals(acme)
         request = propose(acme, developer)
         acme.production.min_approvals = 3
         acme.production.save()
@@ -120,8 +119,7 @@ class TestApprove:
     def test_with_two_required_the_first_approval_keeps_it_pending(
         self, acme, developer, admin, second_admin
     ):
-        acme.production.min_approvals = 2
-        acme.production.save()
+        require_two_approvals(acme)
         request = propose(acme, developer)
 
         request.approve(by=admin)
@@ -136,8 +134,7 @@ class TestApprove:
         assert production_state(acme).enabled is True
 
     def test_same_reviewer_twice_is_a_conflict(self, acme, developer, admin):
-        acme.production.min_approvals = 2
-        acme.production.save()
+        require_two_approvals(acme)
         request = propose(acme, developer)
         request.approve(by=admin)
         with pytest.raises(StateConflict, match="already reviewed"):

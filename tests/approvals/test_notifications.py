@@ -15,6 +15,7 @@ from conftest import add_member
 from flagship.models import Role
 from tests.approvals.helpers import (
     create_body,
+    require_two_approvals,
     send_and_forget_queued_emails,
     send_queued_emails,
 )
@@ -134,8 +135,7 @@ def test_requestor_is_emailed_when_rejected_with_the_note(acme, admin, developer
 def test_first_of_two_approvals_does_not_email_the_requestor(
     acme, admin, second_admin, developer, mailoutbox
 ):
-    acme.production.min_approvals = 2
-    acme.production.save()
+    require_two_approvals(acme)
     request = proposed_and_announced(acme, developer, mailoutbox)
 
     request.approve(by=admin)

@@ -7,9 +7,9 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, ChangeType, Status
 from approvals.scheduler import apply_next_due
 from audit.models import ActorType, AuditEntry
-from flags.models import FlagState
 from tests.approvals.helpers import (
     make_due,
+    move_the_rollout,
     production_state,
     send_and_forget_queued_emails,
     send_queued_emails,
@@ -83,11 +83,7 @@ def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
 ):
     request = scheduled_request(acme, developer, admin)
     make_due(request)
-    # Someone changes the rollout after the request was made (bypassing protection, as an
-    # earlier applied request would).
-    FlagState.objects.filter(flag=acme.flag, environment=acme.production).update(
-        percentage_rollout=2500
-    )
+    move_the_rollout(acme, 2500)
     send_and_forget_queued_emails(mailoutbox)
 
     apply_next_due()

@@ -2,6 +2,7 @@
 the database as the ORM's own save, bulk_create and select_for_update would."""
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -168,6 +169,51 @@ def test_lock_with_partner_holds_both_row_locks_until_the_transaction_ends(acme,
     assert try_to_lock(FlagState, state.pk) == "locked"
 
 
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_lock_with_partner_locks_the_row_before_its_partner(acme, request_):
+    """The order two statements would take, so a transition waiting for the flag state
+    already holds its request, and one waiting for the request holds nothing else."""
+    state = production_state(acme)
+    state_held, release = threading.Event(), threading.Event()
+
+    def in_a_transaction(lock):
+        def run():
+            try:
+                with transaction.atomic():
+                    lock()
+            finally:
+                connection.close()
+
+        return threading.Thread(target=run)
+
+    def hold_the_state():
+        sql.lock_one(FlagState, id=state.pk)
+        state_held.set()
+        release.wait(timeout=10)
+
+    holder = in_a_transaction(hold_the_state)
+    holder.start()
+    assert state_held.wait(timeout=10)
+    locker = in_a_transaction(
+        lambda: sql.lock_with_partner(
+            ApprovalRequest, FlagState, shared=("flag", "environment"), id=request_.pk
+        )
+    )
+    locker.start()
+    deadline = time.monotonic() + 10
+    while (request_busy := try_to_lock(ApprovalRequest, request_.pk)) != "busy":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    release.set()
+    holder.join(timeout=10)
+    locker.join(timeout=10)
+
+    assert request_busy == "busy"  # held while the locker waited for the state
+    assert try_to_lock(ApprovalRequest, request_.pk) == "locked"
+
+
 def test_select_reads_every_matching_row_and_no_other(acme, other_org, owner, outsider):
     from audit.models import Webhook
 
@@ -274,7 +320,7 @@ class TestWritesTogether:
             sql.update(missing, ["enabled"])
         assert not QueuedEmail.objects.filter(event="approved").exists()
 
-    @pytest.mark.skipif(connection.vendor != "postgresql", reason="one statement on PostgreSQL")
+    @pytest.mark.postgres_only
     def test_a_statement_of_many_parameters_runs_as_in_production(self, acme, request_):
         """Unlogged (as in production), the statement goes with numbered placeholders; here
         110 parameters and an update whose row count is checked."""

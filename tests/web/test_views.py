@@ -10,7 +10,7 @@ from approvals.models import ApprovalRequest, ChangeType, Status
 from audit.models import AuditEntry
 from conftest import PASSWORD
 from flags.models import Flag, FlagState
-from tests.approvals.helpers import production_state
+from tests.approvals.helpers import production_state, require_two_approvals
 
 
 def page_url(approval):
@@ -385,8 +385,7 @@ def test_reviewer_sees_approve_and_reject(browser_for, admin, propose):
 def test_second_reviewer_sees_the_count_and_the_first_reviewer_cannot_review_again(
     browser_for, acme, admin, second_admin, propose
 ):
-    acme.production.min_approvals = 2
-    acme.production.save()
+    require_two_approvals(acme)
     approval = propose()
     response = browser_for(admin).post(action_url(approval, "approve"), follow=True)
 
