@@ -19,7 +19,7 @@ from functools import cache, lru_cache
 
 import orjson
 import psycopg
-from django.db import DatabaseError, connection, models
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models
 from django.db.transaction import TransactionManagementError
 
 
@@ -124,6 +124,13 @@ def read(field, column: str) -> tuple[str, Callable | None]:
 # They send no model signals; the project connects none to the models they write.
 
 
+def _this_threads_connection():
+    """The connection `connection` stands for. Each attribute read through `connection` looks
+    the thread's connection up again; the fields preparing a write's values read it a few
+    dozen times."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 @cache
 def _insert_statement(model, rows: int, vendor: str) -> str:
     qn = connection.ops.quote_name
@@ -142,15 +149,16 @@ def insert(instances) -> None:
     model = type(instances[0])
     if model._meta.pk.db_returning:
         raise TypeError(f"{model.__name__}'s primary key is made by the database")
+    db = _this_threads_connection()
     params = []
     for instance in instances:
         for field in model._meta.concrete_fields:
             value = field.pre_save(instance, add=True)
-            params.append(field.get_db_prep_save(value, connection))
-    write(_insert_statement(model, len(instances), connection.vendor), params)
+            params.append(field.get_db_prep_save(value, db))
+    write(_insert_statement(model, len(instances), db.vendor), params)
     for instance in instances:
         instance._state.adding = False
-        instance._state.db = connection.alias
+        instance._state.db = db.alias
 
 
 @cache
@@ -168,13 +176,11 @@ def _update_statement(model, field_names: tuple[str, ...], vendor: str) -> str:
 def update(instance, field_names: list[str]) -> None:
     """Writes the named fields of the instance's row, as save(update_fields=...) would (an
     auto_now field among them is set to now)."""
-    model = type(instance)
+    model, db = type(instance), _this_threads_connection()
     fields = [model._meta.get_field(name) for name in field_names]
-    params = [
-        field.get_db_prep_save(field.pre_save(instance, add=False), connection) for field in fields
-    ]
-    params.append(model._meta.pk.get_db_prep_value(instance.pk, connection))
-    statement = _update_statement(model, tuple(field_names), connection.vendor)
+    params = [field.get_db_prep_save(field.pre_save(instance, add=False), db) for field in fields]
+    params.append(model._meta.pk.get_db_prep_value(instance.pk, db))
+    statement = _update_statement(model, tuple(field_names), db.vendor)
     write(statement, params, expected_rows=1, what=f"{model.__name__} {instance.pk}")
 
 
@@ -370,9 +376,10 @@ def _fetch(
     model, conditions: dict, related: tuple[str, ...], lock: bool, partner: tuple | None = None
 ) -> list[list]:
     """Each matching row as [the row (its related rows set on it), the partner's row]."""
-    statement = _row_statement(model, tuple(conditions), related, lock, connection.vendor, partner)
+    db = _this_threads_connection()
+    statement = _row_statement(model, tuple(conditions), related, lock, db.vendor, partner)
     params = [
-        model._meta.get_field(name).get_db_prep_value(value, connection)
+        model._meta.get_field(name).get_db_prep_value(value, db)
         for name, value in conditions.items()
     ]
     with connection.cursor() as cursor:
