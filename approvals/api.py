@@ -104,7 +104,7 @@ class ApprovalRequestViewSet(
         if not body.is_valid():
             self.get_object()
             raise ValidationError(body.errors)
-        return ApprovalRequest(pk=approval_id_or_404(self.kwargs["pk"])), body.validated_data
+        return ApprovalRequest.by_id(approval_id_or_404(self.kwargs["pk"])), body.validated_data
 
     @extend_schema(request=ReviewInputSerializer, responses={200: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])

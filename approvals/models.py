@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
 from django.db.models.query import BaseIterable
 from django.utils import timezone
 
@@ -689,6 +689,13 @@ class ApprovalRequest(models.Model):
         }
 
     # ----- transitions ------------------------------------------------------------------------
+
+    @classmethod
+    def by_id(cls, pk) -> "ApprovalRequest":
+        """The request with this id, none of its fields read: what a transition needs, since it
+        reads the row under its lock (and brings the instance up to date). Building a whole
+        instance of defaults cost five times as much."""
+        return cls.from_db(DEFAULT_DB_ALIAS, ["id"], [pk])
 
     def approve(self, *, by, note: str = "", ignore_conflicts: bool = False) -> None:
         permissions.REVIEW.require(by)

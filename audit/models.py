@@ -42,6 +42,7 @@ class AuditEntryQuerySet(OrgScopedQuerySet):
         webhooks are read by the statement that calls it (their rows are not the chain's).
         Plain SQL: building these statements through the ORM cost several times what running
         them does."""
+        connection = sql.thread_connection()
         statements = chain_statements(connection.vendor)
         org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
         with connection.cursor() as cursor:
@@ -230,6 +231,9 @@ def audit_entry(
     `actor` is a user, or None for the system (the scheduler). The request's ip, user agent and
     interface are added to the metadata when there is a request.
     """
+    before, after, metadata = as_stored_json(
+        [before, after, {**current_request_metadata(), **(metadata or {})}]
+    )
     return AuditEntry(
         org_id=org_id,
         actor=actor,
@@ -237,9 +241,9 @@ def audit_entry(
         action=action,
         resource_type=getattr(resource, "audit_resource_type", resource._meta.model_name),
         resource_id=str(getattr(resource, "audit_resource_id", resource.pk)),
-        before_state=as_stored_json(before),
-        after_state=as_stored_json(after),
-        metadata=as_stored_json({**current_request_metadata(), **(metadata or {})}),
+        before_state=before,
+        after_state=after,
+        metadata=metadata,
     )
 
 

@@ -2,7 +2,7 @@ import time
 from functools import cache
 
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
@@ -81,6 +81,7 @@ def active_member(user_id) -> User | None:
     membership__isnull=False)` would run, in plain SQL: this runs on every authenticated
     request, and building that query through the ORM cost more than running it. Raises
     ValidationError for an id that is not a UUID."""
+    connection = sql.thread_connection()
     query, readers = member_query(connection.vendor)
     row = first_read(query, [User._meta.pk.get_db_prep_value(user_id, connection)])
     if row is None:
@@ -99,6 +100,7 @@ def first_read(query: str, params: list):
     The statement doubles as the health check of a reused connection: one that died (the
     database restarted) is replaced and the statement run once more, as Django's health check
     would have done with a `SELECT 1` before it, a round trip on every request."""
+    connection = sql.thread_connection()
     reused_unchecked = (
         connection.connection is not None
         and connection.health_check_enabled

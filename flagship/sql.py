@@ -88,7 +88,7 @@ def instances_from(result, readers) -> list:
                 result[start : start + len(converters)], converters, strict=True
             )
         ]
-        instances.append(model.from_db(connection.alias, None, values))
+        instances.append(model.from_db(DEFAULT_DB_ALIAS, None, values))
         start += len(converters)
     return instances
 
@@ -124,7 +124,7 @@ def read(field, column: str) -> tuple[str, Callable | None]:
 # They send no model signals; the project connects none to the models they write.
 
 
-def _this_threads_connection():
+def thread_connection():
     """The connection `connection` stands for. Each attribute read through `connection` looks
     the thread's connection up again; the fields preparing a write's values read it a few
     dozen times."""
@@ -149,7 +149,7 @@ def insert(instances) -> None:
     model = type(instances[0])
     if model._meta.pk.db_returning:
         raise TypeError(f"{model.__name__}'s primary key is made by the database")
-    db = _this_threads_connection()
+    db = thread_connection()
     params = []
     for instance in instances:
         for field in model._meta.concrete_fields:
@@ -176,7 +176,7 @@ def _update_statement(model, field_names: tuple[str, ...], vendor: str) -> str:
 def update(instance, field_names: list[str]) -> None:
     """Writes the named fields of the instance's row, as save(update_fields=...) would (an
     auto_now field among them is set to now)."""
-    model, db = type(instance), _this_threads_connection()
+    model, db = type(instance), thread_connection()
     fields = [model._meta.get_field(name) for name in field_names]
     params = [field.get_db_prep_save(field.pre_save(instance, add=False), db) for field in fields]
     params.append(model._meta.pk.get_db_prep_value(instance.pk, db))
@@ -207,7 +207,7 @@ class HeldWrites:
 
 def held_writes() -> HeldWrites | None:
     """The open `writes_together` block's writes; None outside one."""
-    return getattr(connection, "flagship_held_writes", None)
+    return getattr(thread_connection(), "flagship_held_writes", None)
 
 
 def write(statement: str, params: list, *, expected_rows: int | None = None, what: str = ""):
@@ -376,7 +376,7 @@ def _fetch(
     model, conditions: dict, related: tuple[str, ...], lock: bool, partner: tuple | None = None
 ) -> list[list]:
     """Each matching row as [the row (its related rows set on it), the partner's row]."""
-    db = _this_threads_connection()
+    db = thread_connection()
     statement = _row_statement(model, tuple(conditions), related, lock, db.vendor, partner)
     params = [
         model._meta.get_field(name).get_db_prep_value(value, db)
