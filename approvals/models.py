@@ -12,13 +12,7 @@ from django.db.models.query import BaseIterable
 from django.utils import timezone
 
 from approvals import notify
-from audit.models import (
-    AuditEntry,
-    audit_entry,
-    chain_after_locks,
-    note_locked_chain,
-    record_all,
-)
+from audit.models import AuditEntry, audit_entry, record_all
 from flags.models import STATE_FIELDS, Flag, FlagState
 from flags.validation import validate_state_changes
 from flagship import outbox, permissions, sql
@@ -835,27 +829,21 @@ class ApprovalRequest(models.Model):
         return locked
 
     def _lock_with_state(self, by=None) -> tuple["ApprovalRequest", FlagState]:
-        """`_lock`, and the flag state the request changes, locked by the same statement, in
-        that order; on PostgreSQL that statement then locks and reads the org's audit chain,
-        as `record_all` would (`chain_after_locks`). The state and the chain are locked even
-        when the checks after them refuse the change: the round trips saved on every approval
-        cost an approval refused a moment's locks it did not need."""
-        chain = chain_after_locks()
+        """`_lock`, and the flag state the request changes, locked by the same statement. The
+        state is locked even when the checks after it refuse the change: a round trip saved
+        on every approval costs an approval refused a moment's lock it did not need."""
         locked = sql.lock_with_partner(
             type(self),
             FlagState,
             shared=("flag", "environment"),
             related=("flag", "environment"),
-            after=chain,
             **self._key(by),
         )
         if locked is None:
             # No such request, or its flag state went missing (`of` creates it again).
             request = self._lock(by)
             return request, FlagState.objects.of(request.flag_id, request.environment_id, lock=True)
-        if chain is not None:
-            note_locked_chain(locked.row.org_id, locked.after)
-        return locked.row, locked.partner
+        return locked
 
     def _key(self, by=None) -> dict:
         return {"id": self.pk} if by is None else {"id": self.pk, "org": by.org_id}

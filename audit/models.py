@@ -9,7 +9,6 @@ import pgtrigger
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
-from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from audit.context import current_request_metadata
@@ -39,91 +38,61 @@ class AuditEntryQuerySet(OrgScopedQuerySet):
         A statement's snapshot is taken before it waits for a lock, so a head read by the
         statement that locks could miss the entry the lock holder just committed: the head is
         read by a statement of its own, after the lock. On PostgreSQL both run inside the
-        function `audit_lock_chain` (migration 0007), one round trip for every change, or none
-        when the change's own locked read calls it (`chain_after_locks`); the webhooks are
-        read by the statement that calls it (their rows are not the chain's).
+        function `audit_lock_chain` (migration 0007), one round trip for every change; the
+        webhooks are read by the statement that calls it (their rows are not the chain's).
         Plain SQL: building these statements through the ORM cost several times what running
         them does."""
         connection = sql.thread_connection()
+        statements = chain_statements(connection.vendor)
         org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
         with connection.cursor() as cursor:
-            cursor.execute(chain_statement(connection.vendor), [org, org])
-            return chain_from(cursor.fetchall())
+            cursor.execute(statements.head, [org, org])
+            rows = cursor.fetchall()
+        sequence, entry_hash = rows[0][:2]
+        webhooks = [
+            sql.instances_from(row[2:], statements.webhook_readers)[0]
+            for row in rows
+            if row[2] is not None  # no active webhook: one row, of the head alone
+        ]
+        return ChainHead(sequence or 0, entry_hash or ""), webhooks
 
 
-def chain_from(rows) -> tuple["ChainHead", list["Webhook"]]:
-    """The head and the webhooks from the rows of a chain read: the head with each active
-    webhook, one row per webhook, or one row without."""
-    sequence, entry_hash = rows[0][:2]
-    readers = webhook_readers(connection.vendor)
-    webhooks = [sql.instances_from(row[2:], readers)[0] for row in rows if row[2] is not None]
-    return ChainHead(sequence or 0, entry_hash or ""), webhooks
+class ChainStatements(NamedTuple):
+    head: str  # the head with each active webhook: one row per webhook, or one without
+    webhook_readers: list
 
 
 @cache
-def webhook_readers(vendor: str) -> list:
-    return [(Webhook, sql.model_converters(Webhook))]
-
-
-def _chain_columns_and_webhooks(org: str) -> tuple[str, str]:
-    """The SELECT list of a chain read and the join of the org's active webhooks (`org`: the
-    SQL of the org's id)."""
-    webhook_columns = ", ".join(sql.columns(Webhook, "webhook"))
-    return (
-        f'"head"."sequence", "head"."entry_hash", {webhook_columns}',
+def chain_statements(vendor: str) -> ChainStatements:
+    """`lock_chain`'s statements, built once per process; `vendor` keys the cache."""
+    qn = connection.ops.quote_name
+    webhooks = (
         f"LEFT OUTER JOIN {sql.table(Webhook, 'webhook')} "
-        f'ON "webhook"."org_id" = {org} AND "webhook"."is_active"',
+        'ON "webhook"."org_id" = %s AND "webhook"."is_active"'
     )
-
-
-@cache
-def chain_statement(vendor: str) -> str:
-    """`lock_chain`'s statement, built once per process; `vendor` keys the cache."""
-    selected, webhooks = _chain_columns_and_webhooks("%s")
+    webhook_columns = ", ".join(sql.columns(Webhook, "webhook"))
+    readers = [(Webhook, sql.model_converters(Webhook))]
     if vendor == "postgresql":
-        return f'SELECT {selected} FROM audit_lock_chain(%s) "head" {webhooks}'
+        return ChainStatements(
+            head=(
+                f'SELECT "head"."sequence", "head"."entry_hash", {webhook_columns} '
+                f'FROM audit_lock_chain(%s) "head" {webhooks}'
+            ),
+            webhook_readers=readers,
+        )
     # SQLite has no row locks: a transaction that writes holds the whole database. The head
     # query below is the one audit_lock_chain runs (migration 0007): change them together.
-    table = connection.ops.quote_name(AuditEntry._meta.db_table)
+    table = qn(AuditEntry._meta.db_table)
     newest = (
         f"SELECT sequence, entry_hash FROM {table} WHERE org_id = %s ORDER BY sequence DESC LIMIT 1"
     )
-    head = f'(SELECT 1) "one" LEFT OUTER JOIN ({newest}) "head" ON 1 = 1'
-    return f"SELECT {selected} FROM {head} {webhooks}"
-
-
-def chain_after_locks() -> sql.AfterLocks | None:
-    """The chain of the org of a row a transition locks (its `org` field), locked and read as
-    `lock_chain` does, by the transition's own locked read once its locks are granted
-    (`sql.AfterLocks`): a round trip less on every transition. Pass what that read brings
-    back to `note_locked_chain`. None on SQLite, whose transactions hold the whole database:
-    `record_all` reads the head itself."""
-    if connection.vendor != "postgresql":
-        return None
-    return _chain_after_locks()
-
-
-@cache
-def _chain_after_locks() -> "sql.AfterLocks":
-    selected, webhooks = _chain_columns_and_webhooks('"locked"."after_locks_key"')
-    return sql.AfterLocks(
-        key="org",
-        joins=f'CROSS JOIN LATERAL audit_lock_chain("locked"."after_locks_key") "head" {webhooks}',
-        columns=(selected,),
+    return ChainStatements(
+        head=(
+            f'SELECT "head"."sequence", "head"."entry_hash", {webhook_columns} '
+            f'FROM (SELECT 1) "one" LEFT OUTER JOIN ({newest}) "head" ON 1 = 1 {webhooks}'
+        ),
+        webhook_readers=readers,
     )
-
-
-def note_locked_chain(org_id, rows) -> None:
-    """Keeps the chain a transition's locked read brought back (`chain_after_locks`) for the
-    entries it records next, inside its `sql.writes_together` block."""
-    held = sql.held_writes()
-    if held is None:
-        raise TransactionManagementError("a locked chain is kept inside writes_together()")
-    held.memo[_chain_memo_key(org_id)] = chain_from(rows)
-
-
-def _chain_memo_key(org_id) -> tuple:
-    return ("audit chain", org_id)
 
 
 class ChainHead(NamedTuple):
@@ -296,7 +265,7 @@ def record_all(entries: list[AuditEntry]) -> None:
     (org_id,) = {entry.org_id for entry in entries}
     held = sql.held_writes()
     # Entries still held are the chain's newest: the database's head does not show them yet.
-    held_chain_key = _chain_memo_key(org_id)
+    held_chain_key = ("audit chain", org_id)
     with transaction.atomic(savepoint=False):
         chain = held.memo.get(held_chain_key) if held is not None else None
         head, webhooks = chain or AuditEntry.objects.lock_chain(org_id)

@@ -16,18 +16,10 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import NamedTuple
 
 import orjson
 import psycopg
-from django.db import (
-    DEFAULT_DB_ALIAS,
-    DatabaseError,
-    NotSupportedError,
-    connection,
-    connections,
-    models,
-)
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models
 from django.db.transaction import TransactionManagementError
 
 
@@ -328,31 +320,10 @@ def _numbered_placeholder_cursor():
 
 
 @dataclass(frozen=True)
-class AfterLocks:
-    """A read that a locked read runs in the same statement, once its locks are granted
-    (PostgreSQL): `joins` are FROM-clause items that may name the locked row's `key` field as
-    "locked"."after_locks_key", and `columns` is what they select. The locked rows come from
-    a sub-select, which PostgreSQL locks before it hands a row on to what is joined to it, so
-    a function called there runs after the locks, as the next statement would: one round trip
-    instead of two."""
-
-    key: str
-    joins: str
-    columns: tuple[str, ...]
-
-
-class Locked(NamedTuple):
-    row: models.Model
-    partner: models.Model
-    after: list[tuple]  # the rows of the AfterLocks read; [] without one
-
-
-@dataclass(frozen=True)
 class _RowStatement:
     text: str
     readers: list  # (model, its converters): the row's model, each related one, the partner's
     foreign_keys: list  # the foreign key each related row is reached by
-    width: int  # columns read into instances; the AfterLocks read's follow
 
 
 @cache
@@ -363,7 +334,6 @@ def _row_statement(
     lock: bool,
     vendor,
     partner: tuple | None = None,
-    after: AfterLocks | None = None,
 ):
     qn = connection.ops.quote_name
     selected = columns(model, "row")
@@ -393,35 +363,21 @@ def _row_statement(
     conditions = " AND ".join(
         f'"row".{qn(model._meta.get_field(name).column)} = %s' for name in where
     )
-    width = len(selected)
-    if after is not None:
-        if vendor != "postgresql" or not lock:
-            raise NotSupportedError("a read after the locks needs PostgreSQL and a locked read")
-        selected.append(f'"row".{qn(model._meta.get_field(after.key).column)} AS "after_locks_key"')
     text = (
         f"SELECT {', '.join(selected)} FROM {table(model, 'row')} {' '.join(joins)} "
         f"WHERE {conditions}"
     )
     if lock and connection.features.has_select_for_update:
         text += f" FOR UPDATE OF {', '.join(locked)}"
-    if after is not None:
-        text = f'SELECT "locked".*, {", ".join(after.columns)} FROM ({text}) "locked" {after.joins}'
-        width += 1  # "after_locks_key"
-    return _RowStatement(text, readers, foreign_keys, width)
+    return _RowStatement(text, readers, foreign_keys)
 
 
 def _fetch(
-    model,
-    conditions: dict,
-    related: tuple[str, ...],
-    lock: bool,
-    partner: tuple | None = None,
-    after: AfterLocks | None = None,
+    model, conditions: dict, related: tuple[str, ...], lock: bool, partner: tuple | None = None
 ) -> list[list]:
-    """Each row of the result as [the row (its related rows set on it), the partner's row],
-    and the values of the AfterLocks read as a tuple at the end when there is one."""
+    """Each matching row as [the row (its related rows set on it), the partner's row]."""
     db = thread_connection()
-    statement = _row_statement(model, tuple(conditions), related, lock, db.vendor, partner, after)
+    statement = _row_statement(model, tuple(conditions), related, lock, db.vendor, partner)
     params = [
         model._meta.get_field(name).get_db_prep_value(value, db)
         for name, value in conditions.items()
@@ -431,12 +387,12 @@ def _fetch(
         results = cursor.fetchall()
     rows = []
     for result in results:
-        row, *others = instances_from(result[: statement.width - bool(after)], statement.readers)
+        row, *others = instances_from(result, statement.readers)
         related = len(statement.foreign_keys)
         related_rows, partner = others[:related], others[related:]
         for foreign_key, related_row in zip(statement.foreign_keys, related_rows, strict=True):
             foreign_key.set_cached_value(row, related_row)
-        rows.append([row, *partner, *([result[statement.width :]] if after else [])])
+        rows.append([row, *partner])
     return rows
 
 
@@ -448,27 +404,13 @@ def lock_one(model, *, related: tuple[str, ...] = (), **conditions):
     return rows[0][0] if rows else None
 
 
-def lock_with_partner(
-    model,
-    partner_model,
-    *,
-    shared: tuple[str, ...],
-    related=(),
-    after: AfterLocks | None = None,
-    **conditions,
-) -> Locked | None:
-    """The row as `lock_one` finds it, with the one row of `partner_model` whose `shared`
-    fields equal the row's, both locked by one statement; None when either is missing.
-    PostgreSQL locks them in the order FOR UPDATE OF names them, the row first, as two
-    statements one after the other would. With `after`, the same statement then runs that
-    read, whose rows come back in `Locked.after`."""
-    rows = _fetch(
-        model, conditions, related, lock=True, partner=(partner_model, shared), after=after
-    )
-    if not rows:
-        return None
-    row, partner, *_ = rows[0]
-    return Locked(row, partner, [each[2] for each in rows] if after else [])
+def lock_with_partner(model, partner_model, *, shared: tuple[str, ...], related=(), **conditions):
+    """(row, partner) as `lock_one` finds the row, with the one row of `partner_model` whose
+    `shared` fields equal the row's, both locked by one statement; None when either is
+    missing. PostgreSQL locks them in the order FOR UPDATE OF names them, the row first, as
+    two statements one after the other would."""
+    rows = _fetch(model, conditions, related, lock=True, partner=(partner_model, shared))
+    return tuple(rows[0]) if rows else None
 
 
 def select(model, *, related: tuple[str, ...] = (), **conditions) -> list:

@@ -6,17 +6,10 @@ import time
 import uuid
 
 import pytest
-from django.db import (
-    DatabaseError,
-    NotSupportedError,
-    OperationalError,
-    connection,
-    transaction,
-)
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.transaction import TransactionManagementError
 
 from approvals.models import ApprovalRequest, QueuedEmail, StatusTotal
-from audit.models import AuditEntry, Webhook, chain_after_locks, chain_from
 from flags.models import FlagState
 from flagship import sql
 from tests.approvals.helpers import production_state, propose
@@ -141,7 +134,7 @@ def test_lock_with_partner_reads_both_rows_in_one_statement(
 ):
     expected = ApprovalRequest.objects.select_related("flag").get(pk=request_.pk)
     with transaction.atomic(), django_assert_num_queries(1):
-        locked, state, _ = sql.lock_with_partner(
+        locked, state = sql.lock_with_partner(
             ApprovalRequest,
             FlagState,
             shared=("flag", "environment"),
@@ -176,127 +169,54 @@ def test_lock_with_partner_holds_both_row_locks_until_the_transaction_ends(acme,
     assert try_to_lock(FlagState, state.pk) == "locked"
 
 
-def held_while_waiting(hold, lock, rows) -> list[str]:
-    """Runs `hold` in a transaction of one thread until `lock`, run in a transaction of
-    another, has waited for what it holds; returns what `try_to_lock` says meanwhile of each
-    (model, pk) of `rows`, the first of them being one `lock` takes before it waits."""
-    held, release = threading.Event(), threading.Event()
-
-    def in_a_transaction(body):
-        def run():
-            try:
-                with transaction.atomic():
-                    body()
-            finally:
-                connection.close()
-
-        return threading.Thread(target=run)
-
-    def holding():
-        hold()
-        held.set()
-        release.wait(timeout=10)
-
-    holder = in_a_transaction(holding)
-    holder.start()
-    assert held.wait(timeout=10)
-    locker = in_a_transaction(lock)
-    locker.start()
-    deadline = time.monotonic() + 10
-    while try_to_lock(*rows[0]) != "busy" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    seen = [try_to_lock(*row) for row in rows]
-    release.set()
-    holder.join(timeout=10)
-    locker.join(timeout=10)
-    assert not locker.is_alive()
-    return seen
-
-
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_lock_with_partner_locks_the_row_before_its_partner(acme, request_):
     """The order two statements would take, so a transition waiting for the flag state
     already holds its request, and one waiting for the request holds nothing else."""
     state = production_state(acme)
+    state_held, release = threading.Event(), threading.Event()
 
-    seen = held_while_waiting(
-        hold=lambda: sql.lock_one(FlagState, id=state.pk),
-        lock=lambda: sql.lock_with_partner(
+    def in_a_transaction(lock):
+        def run():
+            try:
+                with transaction.atomic():
+                    lock()
+            finally:
+                connection.close()
+
+        return threading.Thread(target=run)
+
+    def hold_the_state():
+        sql.lock_one(FlagState, id=state.pk)
+        state_held.set()
+        release.wait(timeout=10)
+
+    holder = in_a_transaction(hold_the_state)
+    holder.start()
+    assert state_held.wait(timeout=10)
+    locker = in_a_transaction(
+        lambda: sql.lock_with_partner(
             ApprovalRequest, FlagState, shared=("flag", "environment"), id=request_.pk
-        ),
-        rows=[(ApprovalRequest, request_.pk)],
+        )
     )
+    locker.start()
+    deadline = time.monotonic() + 10
+    while (request_busy := try_to_lock(ApprovalRequest, request_.pk)) != "busy":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    release.set()
+    holder.join(timeout=10)
+    locker.join(timeout=10)
 
-    assert seen == ["busy"]  # held while the locker waited for the state
+    assert request_busy == "busy"  # held while the locker waited for the state
     assert try_to_lock(ApprovalRequest, request_.pk) == "locked"
 
 
-@pytest.mark.postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_the_read_after_the_locks_runs_once_they_are_granted(acme, request_):
-    """The audit chain read by a transition's locked read is locked after its request and flag
-    state, as a statement of its own after it would: one waiting for the chain holds both."""
-    state = production_state(acme)
-
-    seen = held_while_waiting(
-        hold=lambda: AuditEntry.objects.lock_chain(acme.org.pk),
-        lock=lambda: sql.lock_with_partner(
-            ApprovalRequest,
-            FlagState,
-            shared=("flag", "environment"),
-            after=chain_after_locks(),
-            id=request_.pk,
-        ),
-        rows=[(ApprovalRequest, request_.pk), (FlagState, state.pk)],
-    )
-
-    assert seen == ["busy", "busy"]
-
-
-@pytest.mark.postgres_only
-def test_the_read_after_the_locks_reads_the_chain_as_lock_chain_does(acme, owner, request_):
-    def webhook(url, is_active=True):
-        return Webhook.create_audited(
-            by=owner, org=acme.org, url=url, events=["*"], secret="s" * 32, is_active=is_active
-        )
-
-    active = {webhook("https://a.example/1").pk, webhook("https://a.example/2").pk}
-    webhook("https://a.example/off", is_active=False)
-
-    with transaction.atomic(), sql.writes_together():
-        locked = sql.lock_with_partner(
-            ApprovalRequest,
-            FlagState,
-            shared=("flag", "environment"),
-            after=chain_after_locks(),
-            id=request_.pk,
-        )
-        head, webhooks = chain_from(locked.after)
-        expected_head, expected_webhooks = AuditEntry.objects.lock_chain(acme.org.pk)
-
-    assert field_values(locked.row) == field_values(ApprovalRequest.objects.get(pk=request_.pk))
-    newest = AuditEntry.objects.chain_of(acme.org.pk).last()
-    assert head == expected_head == (newest.sequence, newest.entry_hash)
-    assert {each.pk for each in webhooks} == {each.pk for each in expected_webhooks} == active
-
-
-def test_a_read_after_the_locks_needs_postgresql(acme, request_):
-    if connection.vendor == "postgresql":
-        assert chain_after_locks() is not None
-        return
-    assert chain_after_locks() is None
-    with transaction.atomic(), pytest.raises(NotSupportedError):
-        sql.lock_with_partner(
-            ApprovalRequest,
-            FlagState,
-            shared=("flag", "environment"),
-            after=sql.AfterLocks(key="org", joins="", columns=("1",)),
-            id=request_.pk,
-        )
-
-
 def test_select_reads_every_matching_row_and_no_other(acme, other_org, owner, outsider):
+    from audit.models import Webhook
+
     def webhook(org, by, url, is_active=True):
         return Webhook.create_audited(
             by=by, org=org, url=url, events=["*"], secret="s" * 32, is_active=is_active
