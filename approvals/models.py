@@ -205,8 +205,9 @@ def conflicts_between(payload: dict, base_state: dict, current: dict) -> list[di
 
 class ApprovalRow(SimpleNamespace):
     """An approval request as the API shows it: its columns, `flag_key`, `reviews` (list) and
-    `conflicts`. `for_api_list()` reads them without model instances (ids as strings);
-    `after_change` takes them from a request just changed (ids as UUIDs, Review instances)."""
+    `conflicts`. `for_api_list()` reads them without model instances (ids and timestamps as
+    the API's text); `after_change` takes them from a request just changed (ids as UUIDs,
+    datetimes, Review instances)."""
 
     @property
     def pk(self):

@@ -7,9 +7,10 @@ from flagship.serializers import StrictSerializer, UUIDStringField
 
 
 def rfc3339(value):
-    """A datetime as DRF's DateTimeField writes it here (UTC, `Z`), or None."""
-    if value is None:
-        return None
+    """A datetime as DRF's DateTimeField writes it here (UTC, `Z`), or None. Text is taken to
+    be that already (the list reads timestamps so: `flagship.sql.read`)."""
+    if value is None or isinstance(value, str):
+        return value
     text = value.astimezone(UTC).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 

@@ -4,7 +4,7 @@
     .venv/bin/python bench/instructions.py --source ../other  # another checkout, same database
 
 Requests per second on this machine move by a fifth from one run to the next with the same
-code (bench/README.md); an instruction count moves by well under one percent, so it shows a
+code (bench/README.md); an instruction count moves by about one percent, so it shows a
 change of a few percent in what the app does for a request. It counts the application's own
 process only: not PostgreSQL, not the kernel's work for its system calls, not gunicorn.
 
@@ -90,8 +90,7 @@ def review_requests(count: int) -> None:
 
 
 def counted_instructions(source: Path, requests: int) -> int:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from run import server_environment
+    from run import server_environment  # bench/run.py, beside this script
 
     environment = {**server_environment(port=8400), "PYTHONPATH": str(source)}
     with tempfile.TemporaryDirectory() as directory:

@@ -37,8 +37,10 @@ def parse_bounded_int(raw: str | None, name: str, default: int, *, minimum: int)
     return value
 
 
-def encode_cursor(created_at: datetime, pk) -> str:
-    raw = f"{created_at.isoformat()}|{pk}".encode()
+def encode_cursor(created_at: datetime | str, pk) -> str:
+    """`created_at`: a datetime, or its RFC 3339 text (as the approvals list reads it)."""
+    text = created_at if isinstance(created_at, str) else created_at.isoformat()
+    raw = f"{text}|{pk}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

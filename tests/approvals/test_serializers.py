@@ -72,6 +72,16 @@ def approvals_in_every_shape(acme, developer, admin, second_admin, owner):
     two_reviews.approve(by=second_admin, ignore_conflicts=True)
     scheduled.approve(by=admin, ignore_conflicts=True)
     ApprovalRequest.objects.filter(pk=orphan.pk).update(requestor=None)
+    # Timestamps without microseconds, and with trailing zeros in them (the list reads them as
+    # text, written by the database).
+    whole_second = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    ApprovalRequest.objects.filter(pk=orphan.pk).update(
+        created_at=whole_second, updated_at=whole_second.replace(microsecond=120000)
+    )
+    ApprovalRequest.objects.filter(pk=scheduled.pk).update(
+        execution_date=whole_second.replace(microsecond=5) + timedelta(days=1)
+    )
+    Review.objects.filter(approval_request=applied).update(created_at=whole_second)
     return [pending_with_conflict, applied, rejected, two_reviews, scheduled, orphan]
 
 
@@ -89,6 +99,8 @@ def test_list_rows_render_like_drf_renders_the_model(approvals_in_every_shape):
         {"field": "percentage_rollout", "base": 0, "current": 1000, "requested": 2500}
     ]
     assert {len(rendered["reviews"]) for rendered in expected} == {0, 1, 2}
+    newest = expected[0]
+    assert "." not in newest["created_at"] and newest["updated_at"].endswith(".120000Z")
 
 
 @pytest.mark.django_db
