@@ -695,7 +695,10 @@ class ApprovalRequest(models.Model):
     def by_id(cls, pk) -> "ApprovalRequest":
         """The request with this id, none of its fields read: what a transition needs, since it
         reads the row under its lock (and brings the instance up to date). Building a whole
-        instance of defaults cost five times as much."""
+        instance of defaults cost five times as much. Read nothing but `pk` before the
+        transition: any other field would be loaded by a query of its own, without the
+        organization check the locked read makes (tests/approvals/test_api_queries.py counts
+        the statements)."""
         return cls.from_db(DEFAULT_DB_ALIAS, ["id"], [pk])
 
     def approve(self, *, by, note: str = "", ignore_conflicts: bool = False) -> None:

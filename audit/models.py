@@ -42,10 +42,10 @@ class AuditEntryQuerySet(OrgScopedQuerySet):
         webhooks are read by the statement that calls it (their rows are not the chain's).
         Plain SQL: building these statements through the ORM cost several times what running
         them does."""
-        connection = sql.thread_connection()
-        statements = chain_statements(connection.vendor)
-        org = self.model._meta.get_field("org").get_db_prep_value(org_id, connection)
-        with connection.cursor() as cursor:
+        db = sql.thread_connection()
+        statements = chain_statements(db.vendor)
+        org = self.model._meta.get_field("org").get_db_prep_value(org_id, db)
+        with db.cursor() as cursor:
             cursor.execute(statements.head, [org, org])
             rows = cursor.fetchall()
         sequence, entry_hash = rows[0][:2]

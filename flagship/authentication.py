@@ -81,9 +81,9 @@ def active_member(user_id) -> User | None:
     membership__isnull=False)` would run, in plain SQL: this runs on every authenticated
     request, and building that query through the ORM cost more than running it. Raises
     ValidationError for an id that is not a UUID."""
-    connection = sql.thread_connection()
-    query, readers = member_query(connection.vendor)
-    row = first_read(query, [User._meta.pk.get_db_prep_value(user_id, connection)])
+    db = sql.thread_connection()
+    query, readers = member_query(db.vendor)
+    row = first_read(query, [User._meta.pk.get_db_prep_value(user_id, db)])
     if row is None:
         return None
     user, membership, org = sql.instances_from(row, readers)
@@ -100,22 +100,22 @@ def first_read(query: str, params: list):
     The statement doubles as the health check of a reused connection: one that died (the
     database restarted) is replaced and the statement run once more, as Django's health check
     would have done with a `SELECT 1` before it, a round trip on every request."""
-    connection = sql.thread_connection()
+    db = sql.thread_connection()
     reused_unchecked = (
-        connection.connection is not None
-        and connection.health_check_enabled
-        and not connection.health_check_done
-        and not connection.in_atomic_block
+        db.connection is not None
+        and db.health_check_enabled
+        and not db.health_check_done
+        and not db.in_atomic_block
     )
-    connection.health_check_done = True
+    db.health_check_done = True
     try:
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(query, params)
             return cursor.fetchone()
     except (OperationalError, InterfaceError):
         if not reused_unchecked:
             raise
-    connection.close()
-    with connection.cursor() as cursor:
+    db.close()
+    with db.cursor() as cursor:
         cursor.execute(query, params)
         return cursor.fetchone()

@@ -170,6 +170,33 @@ def test_review_and_apply_runs_a_fixed_set_of_statements(acme, developer, admin,
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "body", "writes_on_sqlite"),
+    [
+        # the review, the per-status totals, the request, the queued email, the audit entry
+        ("review", {"action": "reject", "note": "not now"}, 5),
+        # the per-status totals, the request, the audit entry
+        ("cancel", {}, 3),
+    ],
+)
+def test_reject_and_cancel_run_a_fixed_set_of_statements(
+    acme, developer, admin, api, path, body, writes_on_sqlite
+):
+    """As review + apply: nothing of the request is read before its lock (the transition
+    starts from ApprovalRequest.by_id, whose other fields are deferred), none after."""
+    request = propose_many(acme, developer, 1)[0]
+    client = api(developer if path == "cancel" else admin)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post(f"/v1/approvals/{request.pk}/{path}", body, format="json")
+
+    assert response.status_code == 200
+    # auth; lock the request with its flag and environment; lock the audit chain; the writes
+    writes = 1 if connection.vendor == "postgresql" else writes_on_sqlite
+    assert len(data_statements(captured)) == 3 + writes, "\n".join(data_statements(captured))
+
+
+@pytest.mark.django_db
 def test_create_runs_a_fixed_set_of_statements(acme, developer, api):
     body = create_body(acme)
     client = api(developer)

