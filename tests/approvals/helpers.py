@@ -68,6 +68,11 @@ def review(api, user, request, **body):
     return api(user).post(f"/v1/approvals/{request.pk}/review", body, format="json")
 
 
+def cancel(api, user, request):
+    """`user` cancels the request through the API, with an empty body."""
+    return api(user).post(f"/v1/approvals/{request.pk}/cancel", {}, format="json")
+
+
 def make_due(request) -> None:
     """Moves a scheduled request's execution date just into the past."""
     ApprovalRequest.objects.filter(pk=request.pk).update(

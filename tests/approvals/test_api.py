@@ -10,6 +10,7 @@ from approvals.models import ApprovalRequest, ChangeType, Status
 from audit.models import AuditEntry
 from flags.models import Flag, FlagState
 from tests.approvals.helpers import (
+    cancel,
     create_body,
     move_the_rollout,
     propose,
@@ -434,7 +435,7 @@ class TestReview:
 class TestCancel:
     def test_requestor_cancels(self, api, acme, developer):
         request = propose(acme, developer)
-        response = api(developer).post(f"/v1/approvals/{request.pk}/cancel", {}, format="json")
+        response = cancel(api, developer, request)
         assert response.status_code == 200
         assert response.json()["status"] == "cancelled"
         assert AuditEntry.objects.filter(action="approval.cancelled").exists()
@@ -446,21 +447,21 @@ class TestCancel:
 
     def test_developer_cannot_cancel_someone_elses(self, api, acme, admin, developer):
         request = propose(acme, admin)
-        response = api(developer).post(f"/v1/approvals/{request.pk}/cancel", {}, format="json")
+        response = cancel(api, developer, request)
         assert response.status_code == 403
 
     def test_admin_cancels_anyones(self, api, acme, developer, admin):
         request = propose(acme, developer)
-        response = api(admin).post(f"/v1/approvals/{request.pk}/cancel", {}, format="json")
+        response = cancel(api, admin, request)
         assert response.status_code == 200
 
     def test_viewer_cannot_cancel(self, api, acme, developer, viewer):
         request = propose(acme, developer)
-        response = api(viewer).post(f"/v1/approvals/{request.pk}/cancel", {}, format="json")
+        response = cancel(api, viewer, request)
         assert response.status_code == 403
 
     def test_cancel_of_terminal_request_is_409(self, api, acme, developer, admin):
         request = propose(acme, developer)
         request.reject(by=admin)
-        response = api(admin).post(f"/v1/approvals/{request.pk}/cancel", {}, format="json")
+        response = cancel(api, admin, request)
         assert response.status_code == 409

@@ -191,6 +191,7 @@ def test_reject_and_cancel_run_a_fixed_set_of_statements(
         response = client.post(f"/v1/approvals/{request.pk}/{path}", body, format="json")
 
     assert response.status_code == 200
+    assert response.json()["status"] == ("cancelled" if path == "cancel" else "rejected")
     # auth; lock the request with its flag and environment; lock the audit chain; the writes
     writes = 1 if connection.vendor == "postgresql" else writes_on_sqlite
     assert len(data_statements(captured)) == 3 + writes, "\n".join(data_statements(captured))

@@ -9,6 +9,7 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, ApprovalRow, ChangeType
 from approvals.scheduler import apply_next_due
 from tests.approvals.helpers import (
+    cancel,
     create_body,
     make_due,
     move_the_rollout,
@@ -26,10 +27,6 @@ def answered_as_read(api, user, response, status_code=200) -> dict:
     assert read.status_code == 200
     assert body == read.json()
     return body
-
-
-def cancel(api, user, request):
-    return api(user).post(f"/v1/approvals/{request.pk}/cancel", {}, format="json")
 
 
 def propose_rollout(acme, developer, **fields):

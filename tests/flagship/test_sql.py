@@ -5,6 +5,7 @@ import threading
 import time
 import uuid
 
+import psycopg
 import pytest
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.transaction import TransactionManagementError
@@ -99,7 +100,8 @@ def test_lock_one_matches_foreign_keys_by_id_and_answers_none_when_nothing_match
 
 
 def try_to_lock(model, pk) -> str:
-    """Another connection asks for the row without waiting: "busy" while it is locked."""
+    """Another connection asks for the row without waiting: "busy" while it is locked. Only
+    PostgreSQL's "lock not available" counts as busy; any other error fails the test."""
     table = connection.ops.quote_name(model._meta.db_table)
     outcome = []
 
@@ -108,14 +110,16 @@ def try_to_lock(model, pk) -> str:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [pk])
             outcome.append("locked")
-        except OperationalError:
-            outcome.append("busy")
+        except OperationalError as error:
+            busy = isinstance(error.__cause__, psycopg.errors.LockNotAvailable)
+            outcome.append("busy" if busy else error)
         finally:
             connection.close()
 
     thread = threading.Thread(target=run)
     thread.start()
     thread.join(timeout=10)
+    assert not thread.is_alive() and outcome[0] in ("locked", "busy"), outcome
     return outcome[0]
 
 
@@ -177,11 +181,15 @@ def test_lock_with_partner_locks_the_row_before_its_partner(acme, request_):
     state = production_state(acme)
     state_held, release = threading.Event(), threading.Event()
 
+    returned = {}
+
     def in_a_transaction(lock):
         def run():
             try:
                 with transaction.atomic():
-                    lock()
+                    returned[lock] = lock()
+            except Exception as error:  # reported below; a thread cannot fail the test itself
+                returned[lock] = error
             finally:
                 connection.close()
 
@@ -195,11 +203,13 @@ def test_lock_with_partner_locks_the_row_before_its_partner(acme, request_):
     holder = in_a_transaction(hold_the_state)
     holder.start()
     assert state_held.wait(timeout=10)
-    locker = in_a_transaction(
-        lambda: sql.lock_with_partner(
+
+    def lock_both():
+        return sql.lock_with_partner(
             ApprovalRequest, FlagState, shared=("flag", "environment"), id=request_.pk
         )
-    )
+
+    locker = in_a_transaction(lock_both)
     locker.start()
     deadline = time.monotonic() + 10
     while (request_busy := try_to_lock(ApprovalRequest, request_.pk)) != "busy":
@@ -210,7 +220,10 @@ def test_lock_with_partner_locks_the_row_before_its_partner(acme, request_):
     holder.join(timeout=10)
     locker.join(timeout=10)
 
+    assert not holder.is_alive() and not locker.is_alive()
     assert request_busy == "busy"  # held while the locker waited for the state
+    locked, partner = returned[lock_both]  # the locker then got both rows
+    assert (locked.pk, partner.pk) == (request_.pk, state.pk)
     assert try_to_lock(ApprovalRequest, request_.pk) == "locked"
 
 
@@ -332,6 +345,8 @@ class TestWritesTogether:
             state.enabled = True
             sql.update(state, ["enabled", "updated_at"])
         assert QueuedEmail.objects.filter(pk__in=[email.pk for email in emails]).count() == 10
+        # Each value in its own column: a misnumbered placeholder would move one.
+        assert field_values(QueuedEmail.objects.get(pk=emails[-1].pk)) == field_values(emails[-1])
         assert production_state(acme).enabled is True
 
         missing = FlagState(id=uuid.uuid4(), flag=acme.flag, environment=acme.production)
