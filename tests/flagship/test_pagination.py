@@ -4,9 +4,12 @@ import base64
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest
+from flagship.pagination import encode_cursor
 from tests.approvals.helpers import propose_many
 
 
@@ -127,3 +130,86 @@ def test_audit_list_pages_by_cursor_too(acme, developer, admin, api):
     audit_ids = walk(client, "/v1/audit", limit=3)
 
     assert len(audit_ids) == len(set(audit_ids)) == client.get("/v1/audit").json()["total"]
+
+
+def copy_requests(template, count: int) -> None:
+    """`count` copies of the request, created at random times of the last twelve days, in one
+    statement (the ORM would take minutes for the rows a planner test needs)."""
+    fields = [field.column for field in ApprovalRequest._meta.concrete_fields]
+    copied = ", ".join(f'"{column}"' for column in fields if column not in ("id", "created_at"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{ApprovalRequest._meta.db_table}" ("id", "created_at", {copied}) '
+            f"SELECT gen_random_uuid(), now() - random() * interval '12 days', {copied} "
+            f'FROM "{ApprovalRequest._meta.db_table}", generate_series(1, %s) WHERE "id" = %s',
+            [count, template.pk],
+        )
+        cursor.execute(f'ANALYZE "{ApprovalRequest._meta.db_table}"')
+
+
+def nodes(plan: dict) -> list[dict]:
+    """A plan's nodes, depth first."""
+    return [plan] + [node for child in plan.get("Plans", []) for node in nodes(child)]
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_the_planner_sees_no_cursor_so_one_generic_plan_serves_every_page(
+    acme, developer, admin, api
+):
+    """Every cursor page is the same prepared statement with other values. Were the values
+    visible to the planner, each cursor would get estimates of its own (the rows after a recent
+    cursor are most of the org's, after an old one few), each plan would look cheaper than the
+    generic one, and PostgreSQL would plan every page anew: a sixth of a page's database time
+    at a million requests."""
+    (template,) = propose_many(acme, developer, 1)
+    copy_requests(template, 2000)
+    client = api(admin)
+    recent = client.get("/v1/approvals?limit=50").json()["next_cursor"]
+    oldest = ApprovalRequest.objects.order_by("created_at", "id")[10]
+    old = encode_cursor(oldest.created_at, oldest.pk)
+
+    plans = []
+    for cursor in (recent, old):
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(f"/v1/approvals?limit=50&cursor={cursor}").status_code == 200
+        (page_statement,) = [q["sql"] for q in queries if q["sql"].startswith('WITH "page"')]
+        with connection.cursor() as db:
+            db.execute(f"EXPLAIN (FORMAT JSON) {page_statement}")
+            plans.append(nodes(db.fetchone()[0][0]["Plan"]))
+
+    def estimates(plan):
+        return [(node["Node Type"], node["Total Cost"], node["Plan Rows"]) for node in plan]
+
+    assert estimates(plans[0]) == estimates(plans[1])
+    # The page starts where the index reaches the cursor; nothing is read to be filtered out.
+    (page_scan,) = [node for node in plans[0] if node.get("Index Name") == "approval_org_created"]
+    assert "ROW(created_at, id) < ROW(" in page_scan["Index Cond"]
+    assert "Filter" not in page_scan
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_cursor_pages_run_their_prepared_statement_with_its_generic_plan(
+    acme, developer, admin, api
+):
+    (template,) = propose_many(acme, developer, 1)
+    copy_requests(template, 1000)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # the session's connection prepared others before
+    client, pages, cursor = api(admin), 20, None
+    for _ in range(pages):
+        body = client.get("/v1/approvals?limit=50" + (f"&cursor={cursor}" if cursor else ""))
+        cursor = body.json()["next_cursor"]
+
+    with connection.cursor() as db:
+        # The cursor pages' statement: the page statement with parameters past the org's.
+        db.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            """WHERE statement LIKE 'WITH "page"%%' AND statement LIKE '%%$2%%'"""
+        )
+        (generic_plans, custom_plans), *others = db.fetchall()
+    assert others == []
+    # 19 cursor pages: psycopg prepares the statement on its sixth run, PostgreSQL plans the
+    # next five with their own values, then keeps the generic plan when it costs no more.
+    assert (generic_plans, custom_plans) == (pages - 1 - 5 - 5, 5)
