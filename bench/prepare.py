@@ -17,6 +17,19 @@ PAGE_SIZE = 50
 REVIEW_IDS = 30_000
 
 
+def list_page_path(org_id, page: int) -> str:
+    """The path of this page of the org's newest-first list, by cursor (page 1 has none)."""
+    from approvals.models import ApprovalRequest
+    from flagship.pagination import encode_cursor
+
+    if page == 1:
+        return f"/v1/approvals?limit={PAGE_SIZE}"
+    requests = ApprovalRequest.objects.filter(org_id=org_id).order_by("-created_at", "-id")
+    last_of_previous_page = requests.values("created_at", "pk")[(page - 1) * PAGE_SIZE - 1]
+    cursor = encode_cursor(last_of_previous_page["created_at"], last_of_previous_page["pk"])
+    return f"/v1/approvals?limit={PAGE_SIZE}&cursor={cursor}"
+
+
 def main() -> None:
     import django
 
@@ -26,7 +39,6 @@ def main() -> None:
     from approvals.models import ApprovalRequest, Status
     from flags.models import Environment, Flag
     from flagship.models import User
-    from flagship.pagination import encode_cursor
 
     reader = User.objects.get(email="admin0@bench.test")
     reviewer = User.objects.get(email="admin1@bench.test")
@@ -34,9 +46,7 @@ def main() -> None:
     requests = ApprovalRequest.objects.filter(org_id=reader.org_id).order_by("-created_at", "-id")
 
     def page_path(page: int) -> str:
-        last_of_previous_page = requests.values("created_at", "pk")[(page - 1) * PAGE_SIZE - 1]
-        cursor = encode_cursor(last_of_previous_page["created_at"], last_of_previous_page["pk"])
-        return f"/v1/approvals?limit={PAGE_SIZE}&cursor={cursor}"
+        return list_page_path(reader.org_id, page)
 
     review_ids = list(
         ApprovalRequest.objects.filter(org_id=reviewer.org_id, status=Status.PENDING)
