@@ -40,8 +40,8 @@ class ApprovalRequestViewSet(
     def get_queryset(self):
         return ApprovalRequest.objects.visible_to(self.request.user).newest_first()
 
-    def page_rows(self, queryset):
-        return queryset.for_api_list()
+    def page_rows(self, queryset, after, start, stop):
+        return queryset.api_page(after, start, stop)
 
     def get_object(self):
         return ApprovalRequest.objects.api_row(self.request.user.org_id, self.kwargs["pk"])
@@ -149,5 +149,5 @@ class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):
             .newest_first()
         )
 
-    def page_rows(self, queryset):
-        return queryset.for_api_list()
+    def page_rows(self, queryset, after, start, stop):
+        return queryset.api_page(after, start, stop)

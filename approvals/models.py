@@ -18,7 +18,7 @@ from flags.validation import validate_state_changes
 from flagship import outbox, permissions, sql
 from flagship.errors import InvalidInput, NotFound, NotPermitted, StateConflict
 from flagship.models import OrgScopedQuerySet
-from flagship.pagination import NEWEST_FIRST
+from flagship.pagination import NEWEST_FIRST, cursor_condition
 
 NOT_PENDING = "approval request is no longer pending"
 NOT_OPEN = "approval request is no longer open"
@@ -328,7 +328,16 @@ class ApprovalRowsIterable(BaseIterable):
 
     def __iter__(self):
         query = self.queryset.query
-        table = self.queryset.model._meta.db_table
+        limit = ""
+        if query.is_sliced:
+            limit = connection.ops.limit_offset_sql(query.low_mark, query.high_mark)
+        yield from self.rows_of(query, limit=limit)
+
+    @classmethod
+    def rows_of(cls, query, condition: tuple[str, tuple] | None = None, limit: str = ""):
+        """The rows of the query's conditions and, when given, of one more (SQL and its
+        parameters), newest first, within the LIMIT clause given."""
+        table = query.model._meta.db_table
         joined = [
             alias for alias, count in query.alias_refcount.items() if count and alias != table
         ]
@@ -338,15 +347,16 @@ class ApprovalRowsIterable(BaseIterable):
             )
         try:
             where, params = query.get_compiler(connection=connection).compile(query.where)
-            where = f"WHERE {where}"
         except EmptyResultSet:
-            return
+            return []
         except FullResultSet:
             where, params = "", []
-        limit = ""
-        if query.is_sliced:
-            limit = connection.ops.limit_offset_sql(query.low_mark, query.high_mark)
-        yield from self.rows(where, params, limit)
+        if condition is not None:
+            extra_sql, extra_params = condition
+            # Parenthesized, so that an OR in the query's conditions cannot take in the cursor's.
+            where = f"({where}) AND {extra_sql}" if where else extra_sql
+            params = [*params, *extra_params]
+        return cls.rows(f"WHERE {where}" if where else "", params, limit)
 
     @classmethod
     def rows(cls, where: str, params: list, limit: str = "") -> list[ApprovalRow]:
@@ -399,6 +409,16 @@ class ApprovalRequestQuerySet(OrgScopedQuerySet):
         rows = self.all()
         rows._iterable_class = ApprovalRowsIterable
         return rows
+
+    def api_page(self, after: tuple | None, start: int, stop: int) -> list[ApprovalRow]:
+        """Rows start..stop of this newest-first list as `for_api_list()` reads them, after the
+        cursor's (created_at, pk) when one is given. The cursor's condition joins the compiled
+        WHERE clause as SQL: added by filter(), building and compiling it as an expression
+        cost a cursor page 3 % of the application's instructions, most of what made it
+        slower than page 1."""
+        condition = None if after is None else cursor_condition(self.model, *after)
+        limit = connection.ops.limit_offset_sql(start, stop)
+        return ApprovalRowsIterable.rows_of(self.query, condition, limit)
 
     def api_row(self, org_id, approval_id) -> ApprovalRow:
         """One request of the org as `for_api_list()` reads it; NotFound for a malformed or

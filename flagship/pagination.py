@@ -62,14 +62,20 @@ def decode_cursor(raw: str, model) -> tuple[datetime, object]:
 
 
 def after_cursor(model, created_at: datetime, pk) -> RawSQL:
-    """The condition of the rows after (created_at, pk) in newest-first order: one row
-    comparison, which the (..., created_at DESC, id DESC) indexes take whole as where the scan
-    starts. The cursor's values are sub-selects so that the planner cannot see them: its
-    estimate of the page is then the same for every cursor, and PostgreSQL keeps one generic
-    plan for the prepared statement. Seen, they made each plan look cheaper than the generic
-    one, and every cursor page was planned anew (0.4-0.5 ms of database CPU, a sixth of a
-    page). Written as SQL, since the ORM has no row comparison; the values are prepared by
-    the fields, as a filter would."""
+    """`cursor_condition` as a condition to filter a queryset by."""
+    sql, params = cursor_condition(model, created_at, pk)
+    return RawSQL(sql, params, output_field=BooleanField())
+
+
+def cursor_condition(model, created_at: datetime, pk) -> tuple[str, tuple]:
+    """The SQL condition, and its parameters, of the rows after (created_at, pk) in
+    newest-first order: one row comparison, which the (..., created_at DESC, id DESC) indexes
+    take whole as where the scan starts. The cursor's values are sub-selects so that the
+    planner cannot see them: its estimate of the page is then the same for every cursor, and
+    PostgreSQL keeps one generic plan for the prepared statement. Seen, they made each plan
+    look cheaper than the generic one, and every cursor page was planned anew (0.4-0.5 ms of
+    database CPU, a sixth of a page). Written as SQL, since the ORM has no row comparison; the
+    values are prepared by the fields, as a filter would."""
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     created_field = model._meta.get_field("created_at")
@@ -77,11 +83,14 @@ def after_cursor(model, created_at: datetime, pk) -> RawSQL:
     key = f"{table}.{qn(model._meta.pk.column)}"
     created_at = created_field.get_db_prep_value(created_at, connection)
     pk = model._meta.pk.get_db_prep_value(pk, connection)
-    return RawSQL(
-        f"({created}, {key}) < ((SELECT %s), (SELECT %s))",
-        (created_at, pk),
-        output_field=BooleanField(),
-    )
+    return f"({created}, {key}) < ((SELECT %s), (SELECT %s))", (created_at, pk)
+
+
+def rows_of_page(queryset, after: tuple | None, start: int, stop: int) -> list:
+    """Rows start..stop of a list, after the cursor's (created_at, pk) when one is given."""
+    if after is not None:
+        queryset = queryset.filter(after_cursor(queryset.model, *after))
+    return list(queryset[start:stop])
 
 
 def is_newest_first(queryset) -> bool:
@@ -97,7 +106,8 @@ class EnvelopePagination(BasePagination):
     page 2,000 costs what page 1 costs and rows inserted meanwhile cause no duplicates or gaps.
     `offset` still works (counted from the cursor when both are given). `total` comes from the
     view's `count_total(queryset)` when it has one (a maintained counter), else a COUNT; the
-    view's `page_rows(queryset)`, when it has one, shapes the rows after the count.
+    rows come from the view's `page_rows(queryset, after, start, stop)` when it has one (rows
+    of its own shape, read its own way), else from `rows_of_page`.
     """
 
     def paginate_queryset(self, queryset, request, view=None):
@@ -117,12 +127,8 @@ class EnvelopePagination(BasePagination):
         count_total = getattr(view, "count_total", None)
         self.total = count_total(queryset) if count_total else queryset.count()
         # What each row shows (joins included) is added after counting, so COUNT needs none.
-        page_rows = getattr(view, "page_rows", None)
-        if page_rows:
-            queryset = page_rows(queryset)
-        if after is not None:
-            queryset = queryset.filter(after_cursor(queryset.model, *after))
-        rows = list(queryset[self.offset : self.offset + self.limit + 1])
+        page_rows = getattr(view, "page_rows", rows_of_page)
+        rows = page_rows(queryset, after, self.offset, self.offset + self.limit + 1)
         self.has_more = len(rows) > self.limit
         rows = rows[: self.limit]
         self.next_cursor = None

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -130,6 +131,17 @@ def test_audit_list_pages_by_cursor_too(acme, developer, admin, api):
     audit_ids = walk(client, "/v1/audit", limit=3)
 
     assert len(audit_ids) == len(set(audit_ids)) == client.get("/v1/audit").json()["total"]
+
+
+@pytest.mark.django_db
+def test_a_cursor_narrows_a_list_whose_conditions_end_in_an_or(acme, developer):
+    newest_first = list(reversed(propose_many(acme, developer, 6)))
+    last_shown = newest_first[2]
+    listed = ApprovalRequest.objects.filter(Q(org=acme.org) | Q(pk=newest_first[0].pk))
+
+    rows = listed.newest_first().api_page((last_shown.created_at, last_shown.pk), 0, 10)
+
+    assert [str(row.id) for row in rows] == [str(request.pk) for request in newest_first[3:]]
 
 
 def copy_requests(template, count: int) -> None:
