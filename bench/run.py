@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,12 @@ def parse_args():
         "--worker-class", default=os.environ.get("BENCH_WORKER_CLASS", "sync"), help="gunicorn's"
     )
     parser.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every scenario this many times, in turn, and report the medians",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     return parser.parse_args()
 
@@ -244,6 +251,8 @@ def scenarios(prepared: dict) -> list[dict]:
             "token": reviewer,
             "paths": [f"/v1/approvals/{pk}/review" for pk in prepared["review_ids"]],
             "body": {"action": "approve", "note": "bench", "ignore_conflicts": True},
+            # A reviewed request cannot be reviewed again: each round takes its own share.
+            "paths_used_up": True,
         },
     ]
 
@@ -270,61 +279,105 @@ def main() -> None:
         cwd=ROOT,
     )
     server = start_server(env, args)
-    results = []
+    measured = []
     try:
-        for scenario in scenarios(prepared):
-            if args.only and scenario["name"] not in args.only and scenario["name"] != "ping":
-                continue
-            if scenario.get("method", "GET") == "GET":
-                run_wrk(args, scenario, workdir, 2)  # warm-up: connections, caches, plans
-            load = load_average()
-            app_before, db_before = cpu_seconds(server_pids(server)), cpu_seconds(database_pids())
-            result = run_wrk(args, scenario, workdir, args.duration)
-            app_after, db_after = cpu_seconds(server_pids(server)), cpu_seconds(database_pids())
-            requests = max(result["requests"], 1)
-            result.update(
-                name=scenario["name"],
-                label=scenario["label"],
-                load=load,
-                app_cpu_ms=cpu_used(app_before, app_after) * 1000 / requests,
-                db_cpu_ms=cpu_used(db_before, db_after) * 1000 / requests,
-            )
-            results.append(result)
-            log(
-                f"{scenario['label']}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
-                f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}, CPU per request "
-                f"{result['app_cpu_ms']:.2f} ms app + {result['db_cpu_ms']:.2f} ms db (load {load})"
-            )
+        for round_number in range(args.rounds):
+            for scenario in scenarios(prepared):
+                if args.only and scenario["name"] not in args.only and scenario["name"] != "ping":
+                    continue
+                if scenario.get("paths_used_up"):
+                    scenario["paths"] = share_of_round(scenario["paths"], round_number, args.rounds)
+                result = measure(args, scenario, workdir, server)
+                if scenario["name"] == "ping":  # each round's first scenario
+                    ceiling = result["rps"]
+                result["vs_ceiling"] = result["rps"] / ceiling
+                measured.append(result)
     finally:
         stop_server(server)
         shutil.rmtree(workdir, ignore_errors=True)
+    results = medians(measured)
     report(args, results, time.monotonic() - started)
-    failed = [result["label"] for result in results if result["non_2xx"] or result["socket_errors"]]
+    failed = [
+        result["label"] for result in measured if result["non_2xx"] or result["socket_errors"]
+    ]
     if failed:
         # Figures for redirects or errors would flatter the server; they are not results.
-        raise SystemExit(f"not every answer was 2xx in: {', '.join(failed)}")
+        raise SystemExit(f"not every answer was 2xx in: {', '.join(sorted(set(failed)))}")
+
+
+def share_of_round(paths: list[str], round_number: int, rounds: int) -> list[str]:
+    share = len(paths) // rounds
+    return paths[round_number * share : (round_number + 1) * share]
+
+
+def measure(args, scenario: dict, workdir: Path, server) -> dict:
+    if scenario.get("method", "GET") == "GET":
+        run_wrk(args, scenario, workdir, 2)  # warm-up: connections, caches, plans
+    load = load_average()
+    app_before, db_before = cpu_seconds(server_pids(server)), cpu_seconds(database_pids())
+    result = run_wrk(args, scenario, workdir, args.duration)
+    app_after, db_after = cpu_seconds(server_pids(server)), cpu_seconds(database_pids())
+    requests = max(result["requests"], 1)
+    result.update(
+        name=scenario["name"],
+        label=scenario["label"],
+        load=load,
+        app_cpu_ms=cpu_used(app_before, app_after) * 1000 / requests,
+        db_cpu_ms=cpu_used(db_before, db_after) * 1000 / requests,
+    )
+    log(
+        f"{scenario['label']}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}, CPU per request "
+        f"{result['app_cpu_ms']:.2f} ms app + {result['db_cpu_ms']:.2f} ms db (load {load})"
+    )
+    return result
+
+
+def medians(measured: list[dict]) -> list[dict]:
+    """One result per scenario, in the order first measured: the median of each figure over
+    its rounds (the figures of one round when there was one), with the range of req/s."""
+    by_name = {}
+    for result in measured:
+        by_name.setdefault(result["name"], []).append(result)
+    results = []
+    for rounds in by_name.values():
+        result = dict(rounds[0])
+        for figure in ("rps", "vs_ceiling", "p50_ms", "p99_ms", "app_cpu_ms", "db_cpu_ms"):
+            result[figure] = statistics.median(each[figure] for each in rounds)
+        result["non_2xx"] = sum(each["non_2xx"] for each in rounds)
+        result["rps_range"] = (
+            min(each["rps"] for each in rounds),
+            max(each["rps"] for each in rounds),
+        )
+        result["rounds"] = len(rounds)
+        result["load"] = rounds[-1]["load"]
+        results.append(result)
+    return results
 
 
 def report(args, results: list[dict], elapsed: float) -> None:
-    ceiling = next(result["rps"] for result in results if result["name"] == "ping")
+    rounds = args.rounds > 1
     print()
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, gunicorn "
         f"{args.workers} {args.worker_class} workers"
         f"{'' if args.worker_class == 'sync' else f' x {args.threads} threads'}, "
         f"wrk {args.connections} connections, "
-        f"{args.duration} s each, whole run {elapsed:.0f} s"
+        f"{args.duration} s each, "
+        f"{f'medians of {args.rounds} rounds, ' if rounds else ''}whole run {elapsed:.0f} s"
     )
     print()
     print(
-        "| endpoint | req/s | p50 ms | p99 ms | non-2xx | vs ceiling "
-        "| CPU ms/req app + db | load avg |"
+        f"| endpoint | req/s |{' range |' if rounds else ''} p50 ms | p99 ms | non-2xx "
+        "| vs ceiling | CPU ms/req app + db | load avg |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print(f"|---|---:|{'---:|' if rounds else ''}---:|---:|---:|---:|---:|---|")
     for result in results:
+        low, high = result["rps_range"]
         print(
-            f"| {result['label']} | {result['rps']:.0f} | {result['p50_ms']:.1f} | "
-            f"{result['p99_ms']:.1f} | {result['non_2xx']} | {result['rps'] / ceiling:.2f} | "
+            f"| {result['label']} | {result['rps']:.0f} |"
+            f"{f' {low:.0f}-{high:.0f} |' if rounds else ''} {result['p50_ms']:.1f} | "
+            f"{result['p99_ms']:.1f} | {result['non_2xx']} | {result['vs_ceiling']:.2f} | "
             f"{result['app_cpu_ms']:.2f} + {result['db_cpu_ms']:.2f} | {result['load']} |"
         )
     if args.json:
