@@ -138,8 +138,13 @@ def test_an_api_request_on_a_connection_that_died_between_requests_succeeds(
         cursor.execute("SELECT pg_backend_pid()")
         (dead_pid,) = cursor.fetchone()
     with direct_connection() as killer:
-        killer.execute("SELECT pg_terminate_backend(%s)", [dead_pid])
+        # Waits (up to 5 s) until the backend has exited, not only been signalled, so the next
+        # request meets a connection that is certainly dead.
+        (terminated,) = killer.execute(
+            "SELECT pg_terminate_backend(%s, 5000)", [dead_pid]
+        ).fetchone()
         killer.commit()
+    assert terminated
     # What a server does as each request starts (Django's test client leaves it out): the
     # connection is kept for reuse, to be checked before its first statement.
     connection.close_if_unusable_or_obsolete()
