@@ -23,13 +23,21 @@ from flagship import permissions
 from flagship.lookups import get_or_404
 
 
+class ApprovalListMixin(mixins.ListModelMixin):
+    """A newest-first list of approval requests, its pages read by `api_page`."""
+
+    serializer_class = ApprovalRequestSerializer
+    filterset_class = ApprovalRequestFilter
+
+    def page_rows(self, queryset, after, start, stop):
+        return queryset.api_page(after, start, stop)
+
+
 class ApprovalRequestViewSet(
-    mixins.ListModelMixin,
+    ApprovalListMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    serializer_class = ApprovalRequestSerializer
-    filterset_class = ApprovalRequestFilter
     lookup_value_regex = "[^/]+"
     abilities = {
         "create": permissions.PROPOSE,
@@ -39,9 +47,6 @@ class ApprovalRequestViewSet(
 
     def get_queryset(self):
         return ApprovalRequest.objects.visible_to(self.request.user).newest_first()
-
-    def page_rows(self, queryset, after, start, stop):
-        return queryset.api_page(after, start, stop)
 
     def get_object(self):
         return ApprovalRequest.objects.api_row(self.request.user.org_id, self.kwargs["pk"])
@@ -126,11 +131,9 @@ class ApprovalRequestViewSet(
         return self.changed_response(approval)
 
 
-class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):
+class FlagApprovalRequestList(ApprovalListMixin, viewsets.GenericViewSet):
     """The approval requests of one flag in one environment, newest first."""
 
-    serializer_class = ApprovalRequestSerializer
-    filterset_class = ApprovalRequestFilter
     # Names the model for the OpenAPI schema; get_queryset() scopes rows to the caller.
     queryset = ApprovalRequest.objects.none()
 
@@ -148,6 +151,3 @@ class FlagApprovalRequestList(mixins.ListModelMixin, viewsets.GenericViewSet):
             .filter(flag=flag, environment=environment)
             .newest_first()
         )
-
-    def page_rows(self, queryset, after, start, stop):
-        return queryset.api_page(after, start, stop)

@@ -353,7 +353,8 @@ class ApprovalRowsIterable(BaseIterable):
             where, params = "", []
         if condition is not None:
             extra_sql, extra_params = condition
-            # Parenthesized, so that an OR in the query's conditions cannot take in the cursor's.
+            # Django parenthesizes a WHERE clause of several conditions already; these keep an OR
+            # from taking in the cursor's condition should it ever stop.
             where = f"({where}) AND {extra_sql}" if where else extra_sql
             params = [*params, *extra_params]
         return cls.rows(f"WHERE {where}" if where else "", params, limit)
@@ -414,8 +415,7 @@ class ApprovalRequestQuerySet(OrgScopedQuerySet):
         """Rows start..stop of this newest-first list as `for_api_list()` reads them, after the
         cursor's (created_at, pk) when one is given. The cursor's condition joins the compiled
         WHERE clause as SQL: added by filter(), building and compiling it as an expression
-        cost a cursor page 3 % of the application's instructions, most of what made it
-        slower than page 1."""
+        was most of a cursor page's extra application instructions over page 1 (3 %)."""
         condition = None if after is None else cursor_condition(self.model, *after)
         limit = connection.ops.limit_offset_sql(start, stop)
         return ApprovalRowsIterable.rows_of(self.query, condition, limit)
