@@ -21,35 +21,44 @@ from flagship.models import Role, User
 
 logger = logging.getLogger("flagship.notify")
 
-# Who hears about each event: the org's reviewers for a new request, else the requestor.
-TO_REVIEWERS = frozenset({"created"})
+# Who hears about each event: the org's reviewers for a request that waits for their review
+# (new, or reopened by a scheduled apply that conflicted), else the requestor.
+TO_REVIEWERS = frozenset({"created", "reopened"})
 
 
 def request_created(request) -> None:
     """Tells the org's reviewers (owners and admins, not the requestor) a request waits."""
-    _queue("created", request)
+    _queue(request, "created")
 
 
 def request_approved(request) -> None:
-    _queue("approved", request)
+    _queue(request, "approved")
 
 
 def request_rejected(request) -> None:
-    _queue("rejected", request)
+    _queue(request, "rejected")
 
 
 def request_applied(request) -> None:
-    _queue("applied", request)
+    _queue(request, "applied")
 
 
 def scheduled_apply_failed(request, conflicts: list[dict]) -> None:
-    _queue("schedule_failed", request, conflicts=conflicts)
+    """Tells the requestor the change was not applied, and the org's reviewers that the request
+    waits for their review again: the approvals they gave were withdrawn."""
+    _queue(request, "schedule_failed", "reopened", conflicts=conflicts)
 
 
-def _queue(event: str, request, *, conflicts: list[dict] = ()) -> None:
+def _queue(request, *events: str, conflicts: list[dict] = ()) -> None:
+    """One queued email of each event about the request, in one INSERT."""
     from approvals.models import QueuedEmail
 
-    sql.insert([QueuedEmail(approval_request_id=request.pk, event=event, conflicts=conflicts)])
+    sql.insert(
+        [
+            QueuedEmail(approval_request_id=request.pk, event=event, conflicts=conflicts)
+            for event in events
+        ]
+    )
 
 
 # ----- sending, in the worker ------------------------------------------------------------------

@@ -100,11 +100,39 @@ def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
     entry = AuditEntry.objects.get(action="approval.schedule_conflicted")
     assert entry.actor_type == ActorType.SYSTEM
     assert not AuditEntry.objects.filter(action="flag.approved_change_applied").exists()
-    assert len(mailoutbox) == 1
-    email = mailoutbox[0]
-    assert email.to == [developer.email]
+    (email,) = [email for email in mailoutbox if email.to == [developer.email]]
     assert "Not applied" in email.subject
     assert "percentage_rollout: was 0 when requested, is now 2500, you asked for 5000" in email.body
+    assert f"/review/{request.pk}/" in email.body
+    assert "percentage_rollout" in email.alternatives[0].content
+
+
+def test_scheduled_conflict_asks_the_reviewers_to_review_again(
+    acme, developer, admin, owner, mailoutbox
+):
+    """Their approvals were withdrawn: the org's reviewers hear that the request waits for them
+    again, with the conflicts; the requestor, who hears of it as the requestor, is not among
+    them."""
+    request = scheduled_request(acme, developer, admin)
+    make_due(request)
+    move_the_rollout(acme, 2500)
+    send_and_forget_queued_emails(mailoutbox)
+
+    apply_next_due()
+    send_queued_emails()
+
+    assert sorted(email.to for email in mailoutbox) == [
+        sorted([admin.email, owner.email]),
+        [developer.email],
+    ]
+    (email,) = [email for email in mailoutbox if email.to != [developer.email]]
+    assert "Review again" in email.subject
+    assert "new-checkout" in email.subject
+    assert (
+        "percentage_rollout: was 0 when requested, is now 2500, the request asks for 5000"
+        in email.body
+    )
+    assert "Its approvals were withdrawn and it is pending again" in email.body
     assert f"/review/{request.pk}/" in email.body
     assert "percentage_rollout" in email.alternatives[0].content
 
