@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
-from django.db.models.query import BaseIterable
 from django.utils import timezone
 
 from approvals import notify
@@ -205,7 +204,7 @@ def conflicts_between(payload: dict, base_state: dict, current: dict) -> list[di
 
 class ApprovalRow(SimpleNamespace):
     """An approval request as the API shows it: its columns, `flag_key`, `reviews` (list) and
-    `conflicts`. `for_api_list()` reads them without model instances (ids and timestamps as
+    `conflicts`. `ApprovalRows` reads them without model instances (ids and timestamps as
     the API's text); `after_change` takes them from a request just changed (ids as UUIDs,
     datetimes, Review instances)."""
 
@@ -238,7 +237,7 @@ REVIEW_COLUMNS = ("reviewer_id", "action", "note", "is_current", "created_at")
 
 @dataclass(frozen=True)
 class ApprovalRowsStatement:
-    """The SQL of ApprovalRowsIterable around the queryset's WHERE clause and slice, and what
+    """The SQL of ApprovalRows around a WHERE clause and a LIMIT clause, and what
     its result rows hold: LIST_COLUMNS, the flag key, the flag state's id and STATE_FIELDS, then
     from `review_start` on REVIEW_COLUMNS and the review's id. `conversions` name the columns
     whose values need converting in Python (as the ORM would) and how."""
@@ -315,26 +314,18 @@ def one_row_where(vendor: str) -> str:
     return f'WHERE {table}."org_id" = %s AND {table}."id" = %s'
 
 
-class ApprovalRowsIterable(BaseIterable):
-    """Yields ApprovalRow objects, reviews and conflicts included, from one statement whatever
-    the page size: the queryset's rows (its conditions, newest first, its slice) joined to their
+class ApprovalRows:
+    """Reads ApprovalRow objects, reviews and conflicts included, in one statement whatever
+    the page size: requests (conditions on their own columns, newest first) joined to their
     flag key, current flag state and reviews.
 
-    Plain SQL around the queryset's compiled WHERE clause: this runs for every list page and
-    every read of one request, and building and compiling the equivalent ORM queries (values()
-    of 30 columns, a FilteredRelation, a second query for the reviews) cost several times what
-    the database took to answer them. Filters, org scoping, cursors, slicing and .get() work as
-    on any queryset, as long as they are conditions on the request's own columns."""
-
-    def __iter__(self):
-        query = self.queryset.query
-        limit = ""
-        if query.is_sliced:
-            limit = connection.ops.limit_offset_sql(query.low_mark, query.high_mark)
-        yield from self.rows_of(query, limit=limit)
+    Plain SQL around a queryset's compiled WHERE clause, or a constant one: this runs for every
+    list page and every read of one request, and building and compiling the equivalent ORM
+    queries (values() of 30 columns, a FilteredRelation, a second query for the reviews) cost
+    several times what the database took to answer them."""
 
     @classmethod
-    def rows_of(cls, query, condition: tuple[str, tuple] | None = None, limit: str = ""):
+    def page(cls, query, condition: tuple[str, tuple] | None, limit: str) -> list[ApprovalRow]:
         """The rows of the query's conditions and, when given, of one more (SQL and its
         parameters), newest first, within the LIMIT clause given."""
         table = query.model._meta.db_table
@@ -343,7 +334,7 @@ class ApprovalRowsIterable(BaseIterable):
         ]
         if joined or query.order_by not in ((), NEWEST_FIRST):
             raise NotImplementedError(
-                "for_api_list() reads newest first, with conditions on the request's columns"
+                "api_page() reads newest first, with conditions on the request's columns"
             )
         try:
             where, params = query.get_compiler(connection=connection).compile(query.where)
@@ -405,23 +396,18 @@ class ApprovalRowsIterable(BaseIterable):
 
 
 class ApprovalRequestQuerySet(OrgScopedQuerySet):
-    def for_api_list(self):
-        """What the approval object shows, as ApprovalRow objects, in one query."""
-        rows = self.all()
-        rows._iterable_class = ApprovalRowsIterable
-        return rows
-
     def api_page(self, after: tuple | None, start: int, stop: int) -> list[ApprovalRow]:
-        """Rows start..stop of this newest-first list as `for_api_list()` reads them, after the
-        cursor's (created_at, pk) when one is given. The cursor's condition joins the compiled
-        WHERE clause as SQL: added by filter(), building and compiling it as an expression
-        was most of a cursor page's extra application instructions over page 1 (3 %)."""
+        """Rows start..stop of this newest-first list as the API shows them (ApprovalRow
+        objects, in one statement), after the cursor's (created_at, pk) when one is given. The
+        cursor's condition joins the compiled WHERE clause as SQL: added by filter(), building
+        and compiling it as an expression was most of a cursor page's extra application
+        instructions over page 1 (3 %)."""
         condition = None if after is None else cursor_condition(self.model, *after)
         limit = connection.ops.limit_offset_sql(start, stop)
-        return ApprovalRowsIterable.rows_of(self.query, condition, limit)
+        return ApprovalRows.page(self.query, condition, limit)
 
     def api_row(self, org_id, approval_id) -> ApprovalRow:
-        """One request of the org as `for_api_list()` reads it; NotFound for a malformed or
+        """One request of the org as `api_page` reads it; NotFound for a malformed or
         unknown id and for another org's request. It answers every read of one request, so its
         WHERE clause is a constant instead of a queryset to build and compile."""
         org_field, id_field = (ApprovalRequest._meta.get_field(name) for name in ("org", "id"))
@@ -429,7 +415,7 @@ class ApprovalRequestQuerySet(OrgScopedQuerySet):
             org_field.get_db_prep_value(org_id, connection),
             id_field.get_db_prep_value(approval_id_or_404(approval_id), connection),
         ]
-        rows = ApprovalRowsIterable.rows(one_row_where(connection.vendor), params)
+        rows = ApprovalRows.rows(one_row_where(connection.vendor), params)
         if not rows:
             raise NotFound("approval request not found")
         return rows[0]

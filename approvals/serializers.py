@@ -95,7 +95,7 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
         """The declared fields, written out by hand: a list page renders up to 100 of these and
         DRF's field-by-field machinery was most of its cost. The declarations above remain the
         schema; tests/approvals/test_serializers.py holds this to DRF's own rendering of the
-        model. Takes ApprovalRow objects (`for_api_list()`, `ApprovalRow.after_change`)."""
+        model. Takes ApprovalRow objects (`api_page`, `api_row`, `ApprovalRow.after_change`)."""
         return {
             "id": str(approval.id),
             "org_id": str(approval.org_id),

@@ -45,9 +45,6 @@ def main() -> None:
     requestor = User.objects.get(email="developer1@bench.test")
     requests = ApprovalRequest.objects.filter(org_id=reader.org_id).order_by("-created_at", "-id")
 
-    def page_path(page: int) -> str:
-        return list_page_path(reader.org_id, page)
-
     review_ids = list(
         ApprovalRequest.objects.filter(org_id=reviewer.org_id, status=Status.PENDING)
         .order_by("created_at", "id")
@@ -61,8 +58,8 @@ def main() -> None:
                 "reader_token": str(RefreshToken.for_user(reader).access_token),
                 "reviewer_token": str(RefreshToken.for_user(reviewer).access_token),
                 "requestor_token": str(RefreshToken.for_user(requestor).access_token),
-                "second_page_path": page_path(2),
-                "deep_page_path": page_path(PAGE),
+                "second_page_path": list_page_path(reader.org_id, 2),
+                "deep_page_path": list_page_path(reader.org_id, PAGE),
                 "get_ids": [str(pk) for pk in requests.values_list("pk", flat=True)[:1000]],
                 "review_ids": [str(pk) for pk in review_ids],
                 "create_body": {

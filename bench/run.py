@@ -369,7 +369,6 @@ def medians(measured: list[dict]) -> list[dict]:
             min(each["rps"] for each in rounds),
             max(each["rps"] for each in rounds),
         )
-        result["rounds"] = len(rounds)
         result["load"] = rounds[-1]["load"]
         results.append(result)
     return results

@@ -78,16 +78,22 @@ def test_due_requests_are_taken_oldest_execution_date_first(acme, developer, adm
     assert apply_next_due() is None
 
 
-def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
-    acme, developer, admin, mailoutbox
-):
+def conflicted_when_due(acme, developer, admin, mailoutbox) -> ApprovalRequest:
+    """A scheduled request approved by admin whose flag state moved before it came due, after
+    the scheduled apply and its emails; `mailoutbox` holds only those emails."""
     request = scheduled_request(acme, developer, admin)
     make_due(request)
     move_the_rollout(acme, 2500)
     send_and_forget_queued_emails(mailoutbox)
-
     apply_next_due()
     send_queued_emails()
+    return request
+
+
+def test_scheduled_conflict_goes_back_to_pending_and_tells_the_requestor(
+    acme, developer, admin, mailoutbox
+):
+    request = conflicted_when_due(acme, developer, admin, mailoutbox)
 
     request.refresh_from_db()
     assert request.status == Status.PENDING
@@ -113,13 +119,7 @@ def test_scheduled_conflict_asks_the_reviewers_to_review_again(
     """Their approvals were withdrawn: the org's reviewers hear that the request waits for them
     again, with the conflicts; the requestor, who hears of it as the requestor, is not among
     them."""
-    request = scheduled_request(acme, developer, admin)
-    make_due(request)
-    move_the_rollout(acme, 2500)
-    send_and_forget_queued_emails(mailoutbox)
-
-    apply_next_due()
-    send_queued_emails()
+    request = conflicted_when_due(acme, developer, admin, mailoutbox)
 
     assert sorted(email.to for email in mailoutbox) == [
         sorted([admin.email, owner.email]),

@@ -89,7 +89,7 @@ def approvals_in_every_shape(acme, developer, admin, second_admin, owner):
 def test_list_rows_render_like_drf_renders_the_model(approvals_in_every_shape):
     ids = [approval.pk for approval in approvals_in_every_shape]
     instances = model_instances(ids)
-    rows = ApprovalRequest.objects.filter(pk__in=ids).newest_first().for_api_list()
+    rows = ApprovalRequest.objects.filter(pk__in=ids).newest_first().api_page(None, 0, len(ids))
 
     expected = [plain(drf_rendering(instance)) for instance in instances]
     actual = plain(ApprovalRequestSerializer(rows, many=True).data)
@@ -105,9 +105,9 @@ def test_list_rows_render_like_drf_renders_the_model(approvals_in_every_shape):
 
 @pytest.mark.django_db
 def test_rendering_keeps_the_declared_field_order(acme, developer):
-    row = ApprovalRequest.objects.filter(pk=propose_many(acme, developer, 1)[0].pk).for_api_list()[
-        0
-    ]
+    (row,) = ApprovalRequest.objects.filter(pk=propose_many(acme, developer, 1)[0].pk).api_page(
+        None, 0, 1
+    )
 
     rendered = ApprovalRequestSerializer(row).data
 
